@@ -1,0 +1,19 @@
+"""Error types that decide the exit code.
+
+A `UserError` is the user's mistake (config, data, arguments): the CLI prints its
+message on one line and exits 2, and nothing has been written to the registry.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Invalid input: one-line message, exit code 2."""
+
+    exit_code = 2
+
+
+class GateRejected(Exception):
+    """Raised only for `run --fail-on-reject`: exit code 3."""
+
+    exit_code = 3
