@@ -1,0 +1,319 @@
+"""The retrainer.yaml config: pydantic models of every key, and `load()` with clear errors.
+
+Relative paths (sqlite store, data files, entrypoint files) resolve against the config
+file's folder, so a config works from any working directory. `${VAR}` is expanded from
+the environment when the file is read; expanded values are never printed back.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from retrainer.errors import UserError
+
+DEFAULT_CONFIG = "retrainer.yaml"
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+REGRESSION_METRICS = ("mse", "rmse", "mae", "r2", "mape")
+CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+KNOWN_METRICS = REGRESSION_METRICS + CLASSIFICATION_METRICS
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class DataConfig(_Strict):
+    source: str = Field(description="csv/parquet path or glob, SQLAlchemy URL (with query), "
+                        "python:module:function, sklearn:<dataset>, spark:<table>")
+    target: str = "target"
+    query: str | None = None
+    features: list[str] | None = None
+    drop: list[str] = []
+
+
+class SplitConfig(_Strict):
+    method: Literal["random", "time", "hash"] = "random"
+    test_size: float = Field(0.25, gt=0.0, lt=1.0)
+    seed: int = 42
+    column: str | None = Field(None, description="time column (time) or id column (hash)")
+
+    @model_validator(mode="after")
+    def _column_for_time(self) -> SplitConfig:
+        if self.method == "time" and not self.column:
+            raise ValueError("split.method 'time' needs split.column (the time column)")
+        return self
+
+
+class TrainConfig(_Strict):
+    estimator: str | None = None
+    entrypoint: str | None = None
+    params: dict[str, Any] = {}
+    task: Literal["auto", "regression", "classification"] = "auto"
+
+    @model_validator(mode="after")
+    def _one_of(self) -> TrainConfig:
+        if bool(self.estimator) == bool(self.entrypoint):
+            raise ValueError("set exactly one of train.estimator or train.entrypoint")
+        return self
+
+
+class MetricThreshold(_Strict):
+    """MLflow MetricThreshold semantics."""
+
+    threshold: float | None = None
+    min_absolute_change: float | None = None
+    min_relative_change: float | None = None
+    greater_is_better: bool | None = None
+
+
+class GateConfig(_Strict):
+    mode: Literal["enforce", "dry_run", "disabled"] = "enforce"
+    thresholds: dict[str, MetricThreshold] = {}
+    all_metrics_improve: bool = True
+    min_clean_rows: int = Field(30, ge=1)
+    confidence: float | None = Field(None, gt=0.0, lt=1.0)
+    schema_policy: Literal["enforce", "allow"] = Field("enforce", alias="schema")
+    bootstrap: int = Field(1000, ge=100)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class PromoteConfig(_Strict):
+    alias: str = "champion"
+    legacy_stages: bool = False
+    lock: str | None = Field(None, description="postgresql://… for an advisory lock")
+    lock_timeout: float = 120.0
+
+
+class DriftConfig(_Strict):
+    share: float = Field(0.5, gt=0.0, le=1.0)
+    key_columns: list[str] = []
+    thresholds: dict[str, float] = {}
+    bins: int = Field(10, ge=2, le=100)
+
+
+class ScheduleTrigger(_Strict):
+    cron: str
+    timezone: str = "UTC"
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"not a valid cron expression: {value!r}")
+        return value
+
+
+class DriftTrigger(_Strict):
+    data: str
+    query: str | None = None
+
+
+class NewVersionTrigger(_Strict):
+    poll_seconds: float = Field(60.0, gt=0)
+    webhook_secret_env: str | None = None
+
+
+class PerformanceTrigger(_Strict):
+    data: str
+    query: str | None = None
+    max_degradation: float = Field(0.10, ge=0.0)
+
+
+class TriggersConfig(_Strict):
+    schedule: ScheduleTrigger | None = None
+    drift: DriftTrigger | None = None
+    new_version: NewVersionTrigger | None = None
+    performance: PerformanceTrigger | None = None
+
+
+class ServeConfig(_Strict):
+    poll_seconds: float = Field(5.0, gt=0)
+    token_env: str | None = None
+    inference_log: str | None = None
+    shadow: bool = False
+    max_body_mb: float = Field(50.0, gt=0)
+
+
+class Config(_Strict):
+    model: str
+    experiment: str | None = None
+    tracking_uri: str | None = None
+    registry_uri: str | None = None
+    data: DataConfig
+    split: SplitConfig = SplitConfig()
+    train: TrainConfig
+    metrics: list[str] = ["mse", "rmse", "r2"]
+    gate: GateConfig = GateConfig()
+    promote: PromoteConfig = PromoteConfig()
+    drift: DriftConfig = DriftConfig()
+    triggers: TriggersConfig = TriggersConfig()
+    serve: ServeConfig = ServeConfig()
+
+    # Not a config key: the folder relative paths resolve against.
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("list at least one metric")
+        for name in value:
+            if name not in KNOWN_METRICS:
+                raise ValueError(f"unknown metric {name!r}{_did_you_mean(name, KNOWN_METRICS)}; "
+                                 f"known: {', '.join(KNOWN_METRICS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _threshold_metrics_known(self) -> Config:
+        for name in self.gate.thresholds:
+            if name not in KNOWN_METRICS:
+                raise ValueError(f"gate.thresholds: unknown metric {name!r}"
+                                 f"{_did_you_mean(name, KNOWN_METRICS)}")
+        return self
+
+    @property
+    def experiment_name(self) -> str:
+        return self.experiment or self.model
+
+    @property
+    def primary_metric(self) -> str:
+        return self.metrics[0]
+
+    def resolve_path(self, value: str) -> str:
+        """A path relative to the config file's folder; URLs and absolute paths pass through."""
+        if "://" in value or os.path.isabs(value):
+            return value
+        return str(self.base_dir / value)
+
+
+def _did_you_mean(name: str, choices: Any) -> str:
+    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand_env(value: Any, where: str = "") -> Any:
+    if isinstance(value, str):
+        def repl(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise UserError(f"config {where or 'value'}: environment variable ${{{name}}} is not set")
+
+        return _ENV.sub(repl, value)
+    if isinstance(value, dict):
+        return {k: _expand_env(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _model_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that holds the key at `loc` (to suggest a known key)."""
+    model: Any = Config
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            return None
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        candidates = [ann, *args]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)),
+                     None)
+        if model is None and isinstance(part, str):
+            # dict[str, Model]: the next part is a free key
+            model = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)),
+                         None)
+    return model
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    loc = tuple(first["loc"])
+    path = ".".join(str(p) for p in loc) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        model = _model_for(loc)
+        keys = [f.alias or n for n, f in model.model_fields.items() if n != "base_dir"] \
+            if model else []
+        hint = _did_you_mean(str(loc[-1]), keys) if keys else ""
+        return f"{source}: unknown key '{path}'{hint}"
+    if first["type"] == "missing":
+        return f"{source}: missing required key '{path}'"
+    msg = first["msg"].removeprefix("Value error, ")
+    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{source}: {path}: {msg}{more}"
+
+
+def parse(raw: dict[str, Any], base_dir: Path, source: str = DEFAULT_CONFIG) -> Config:
+    """Validate a config mapping; errors become one-line `UserError`s."""
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: expected a mapping of keys at the top level")
+    raw = _expand_env(raw)
+    try:
+        return Config.model_validate({**raw, "base_dir": base_dir})
+    except ValidationError as err:
+        raise UserError(_format_error(err, source)) from None
+
+
+def load(path: str | os.PathLike[str] | None = None, tracking_uri: str | None = None) -> Config:
+    """Read and validate `path` (default ./retrainer.yaml).
+
+    The tracking URI is, in order: the `tracking_uri` argument (the CLI flag), the config
+    key, `MLFLOW_TRACKING_URI`, then an embedded sqlite store beside the config.
+    """
+    import yaml
+
+    file = Path(path or DEFAULT_CONFIG)
+    if not file.is_file():
+        hint = " (create one with `retrainer init --example diabetes`)" if path is None else ""
+        raise UserError(f"config file not found: {file}{hint}")
+    try:
+        raw = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise UserError(f"{file}:{where} cannot parse YAML: {problem}") from None
+    cfg = parse(raw, file.resolve().parent, str(file))
+    cfg.tracking_uri = resolve_tracking_uri(cfg, tracking_uri)
+    return cfg
+
+
+def resolve_tracking_uri(cfg: Config, flag: str | None = None) -> str:
+    uri = flag or cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    return absolutize_uri(uri, cfg.base_dir)
+
+
+def absolutize_uri(uri: str, base_dir: Path) -> str:
+    """`sqlite:///mlflow.db` and plain paths become absolute against `base_dir`."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        rel = uri[len("sqlite:///"):]
+        if rel != ":memory:":
+            return f"sqlite:///{(base_dir / rel).resolve()}"
+    if "://" not in uri and not uri.startswith("databricks"):
+        return str((base_dir / uri).resolve())
+    return uri
+
+
+def artifact_root(cfg: Config) -> str | None:
+    """Artifacts of an embedded store go in a folder beside the config file."""
+    uri = cfg.tracking_uri or ""
+    if uri.startswith("sqlite:") or "://" not in uri:
+        return (cfg.base_dir / "mlartifacts").resolve().as_uri()
+    return None
