@@ -212,7 +212,8 @@ def _expand_env(value: Any, where: str = "") -> Any:
                 return os.environ[name]
             if default is not None:
                 return default
-            raise UserError(f"config {where or 'value'}: environment variable ${{{name}}} is not set")
+            raise UserError(f"config {where or 'value'}: environment variable "
+                            f"${{{name}}} is not set")
 
         return _ENV.sub(repl, value)
     if isinstance(value, dict):

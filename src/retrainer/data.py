@@ -201,6 +201,8 @@ def load(cfg: Config, override: str | None = None) -> Dataset:
     source = override or cfg.data.source
     base = Path.cwd() if override else cfg.base_dir
     frame = read_source(source, base, cfg.data.query)
+    if "://" not in source and ":" not in source.split("/")[0] and not os.path.isabs(source):
+        source = str((base / source).resolve())  # where the rows came from, for lineage
     return validate(frame, cfg.data, source, min_rows=_min_rows(cfg.split))
 
 

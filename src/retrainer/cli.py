@@ -1,0 +1,281 @@
+"""The `retrainer` command line: parses, calls the modules, prints. Nothing else.
+
+Heavy libraries (mlflow, pandas, scikit-learn) are imported inside the commands so that
+`retrainer --help` starts fast. With `--json` a command prints exactly one JSON document
+on stdout; logs and MLflow's own chatter go to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from retrainer.errors import GateRejected, UserError
+
+app = typer.Typer(
+    name="retrainer",
+    help="Continuous training and deployment for MLflow models: retrain the approved code on "
+         "the latest data, judge the challenger against the champion on the same clean "
+         "holdout, promote only through the validation gate, serve the champion.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", "-c", help="Config file (default: ./retrainer.yaml).", show_default=False)]
+TrackingOpt = Annotated[str | None, typer.Option(
+    "--tracking-uri", help="MLflow tracking URI; overrides the config and MLFLOW_TRACKING_URI.",
+    show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+_STDOUT = sys.stdout
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("retrainer").setLevel(logging.INFO if verbose else logging.WARNING)
+    for noisy in ("mlflow", "alembic", "urllib3", "py4j", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """MLflow prints 'View run …' on stdout with an http store: keep stdout for results."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(file=sys.stderr if stderr else _STDOUT, highlight=False, soft_wrap=True)
+
+
+def _emit_json(doc: Any) -> None:
+    _STDOUT.write(json.dumps(doc, indent=2, default=str) + "\n")
+    _STDOUT.flush()
+
+
+def _load(config: Path | None, tracking_uri: str | None) -> Any:
+    from retrainer.config import load
+
+    return load(config, tracking_uri)
+
+
+# --------------------------------------------------------------------------- init, demo
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder to write into.")] = Path("."),
+    example: Annotated[str, typer.Option(help="Example to start from.")] = "diabetes",
+    force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False,
+) -> None:
+    """Write a working retrainer.yaml, a training entrypoint and example data."""
+    from retrainer.project import write_example
+
+    written = write_example(directory, example, force=force)
+    console = _console()
+    for path in written:
+        console.print(f"wrote {path}")
+    console.print(f"next: cd {directory} && retrainer run")
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Argument(help="Folder for the demo project.")] =
+    Path("retrainer-demo"),
+    as_json: JsonOpt = False,
+) -> None:
+    """The article's scenario end to end on an embedded store, with both comparison tables.
+
+    Version 1 trains on all diabetes rows but the last 20 ("a week ago") and becomes the
+    first champion; retraining on all rows gives a challenger, judged on the rows neither
+    model trained on.
+    """
+    from retrainer.project import run_demo
+
+    with _quiet_stdout():
+        records = run_demo(directory, progress=None if as_json else _progress_line)
+    if as_json:
+        _emit_json({"cycles": records})
+        return
+    for rec in records:
+        _print_record(rec)
+
+
+def _progress_line(text: str) -> None:
+    _console(stderr=True).print(f"[dim]{text}[/dim]")
+
+
+# --------------------------------------------------------------------------- run
+
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    tracking_uri: TrackingOpt = None,
+    data: Annotated[str | None, typer.Option(
+        "--data", help="Data to train on instead of data.source (path or URL).")] = None,
+    trigger: Annotated[str, typer.Option(help="Why this cycle runs (recorded).")] = "manual",
+    fail_on_reject: Annotated[bool, typer.Option(
+        "--fail-on-reject", help="Exit 3 when the gate keeps the champion (for CI).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run one retrain cycle: train, judge against the champion, promote if the gate passes."""
+    from retrainer.cycle import run_cycle
+
+    cfg = _load(config, tracking_uri)
+    with _quiet_stdout():
+        record = _with_status(lambda: run_cycle(cfg, data=data, trigger=trigger),
+                              "training and judging the challenger", quiet=as_json)
+    if as_json:
+        _emit_json(record)
+    else:
+        _print_record(record)
+    if fail_on_reject and record["decision"] not in ("first_champion", "promoted",
+                                                     "dry_run_would_promote"):
+        raise GateRejected(record["reason"])
+
+
+def _with_status(work: Callable[[], Any], text: str, quiet: bool) -> Any:
+    if quiet:
+        return work()
+    with _console(stderr=True).status(text):
+        return work()
+
+
+def _print_record(record: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from retrainer.report import comparison_tables, differences_rows
+
+    console = _console()
+    for title, header, rows in comparison_tables(record):
+        table = Table(title=title, title_justify="left")
+        for i, col in enumerate(header):
+            table.add_column(col, justify="left" if i < 2 else "right")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    h = record["holdout"]
+    if h["excluded"]:
+        console.print("excluded from the holdout: " + ", ".join(
+            f"{v} rows {k.replace('_', ' ')}" for k, v in h["excluded"].items()))
+    for note in h.get("notes", []):
+        console.print(f"note: {note}")
+    diffs = differences_rows(record)
+    if diffs:
+        table = Table(title="Challenger minus champion on the clean holdout (paired bootstrap)",
+                      title_justify="left")
+        for col in ("metric", "delta", "interval"):
+            table.add_column(col, justify="right" if col != "metric" else "left")
+        for row in diffs:
+            table.add_row(*row)
+        console.print(table)
+    for check in record.get("checks", []):
+        mark = "[green]pass[/green]" if check["passed"] else "[red]fail[/red]"
+        console.print(f"  {mark} {check['name']}: {check['detail']}")
+    colour = "green" if record["decision"] in ("first_champion", "promoted") else "yellow"
+    console.print(f"[bold {colour}]{record['decision']}[/bold {colour}]: version "
+                  f"{record['challenger']['version']} — {record['reason']}")
+    console.print()
+
+
+# --------------------------------------------------------------------------- status
+
+@app.command()
+def status(config: ConfigOpt = None, tracking_uri: TrackingOpt = None,
+           as_json: JsonOpt = False) -> None:
+    """Champion, challenger and previous: version, run, metrics, since when; last decision."""
+    from retrainer.status import model_status
+
+    cfg = _load(config, tracking_uri)
+    with _quiet_stdout():
+        doc = model_status(cfg)
+    if as_json:
+        _emit_json(doc)
+        return
+    from rich.table import Table
+
+    console = _console()
+    table = Table(title=f"{doc['model']} ({doc['tracking_uri']})", title_justify="left")
+    for col in ("role", "version", "run", "since", *doc["metrics"]):
+        table.add_column(col)
+    for role in ("champion", "challenger", "previous"):
+        entry = doc[role]
+        if entry is None:
+            table.add_row(role, "-", "-", "-", *("-" for _ in doc["metrics"]))
+            continue
+        table.add_row(role, entry["version"], (entry.get("run_id") or "-")[:12],
+                      entry.get("since") or "-",
+                      *(_num(entry["metrics"].get(m)) for m in doc["metrics"]))
+    console.print(table)
+    last = doc.get("last_decision")
+    if last:
+        console.print(f"last decision: [bold]{last['decision']}[/bold] at {last.get('at')} "
+                      f"(trigger {last.get('trigger')}): {last.get('reason')}")
+    if doc["champion"] is None:
+        console.print("no champion yet: run `retrainer run`")
+
+
+def _num(value: Any) -> str:
+    from retrainer.report import fmt
+
+    return fmt(value)
+
+
+# --------------------------------------------------------------------------- entry point
+
+def main() -> None:
+    """Console entry: exit 2 with one line for the user's mistakes, 1 for the unexpected."""
+    _setup_logging(verbose=os.environ.get("RETRAINER_VERBOSE") == "1")
+    try:
+        code = app(standalone_mode=False)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except GateRejected as err:
+        print(f"rejected: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as err:  # noqa: BLE001
+        import click
+
+        if isinstance(err, click.exceptions.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        if isinstance(err, click.exceptions.Exit):
+            sys.exit(err.exit_code)
+        if isinstance(err, click.exceptions.Abort):
+            print("aborted", file=sys.stderr)
+            sys.exit(1)
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        print(f"unexpected error: {type(err).__name__}: {err}", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

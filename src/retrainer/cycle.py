@@ -1,0 +1,166 @@
+"""One retrain cycle: data -> train -> evaluate -> gate -> promote, as a decision record.
+
+Everything that can be the user's mistake (config, data, the training script, a champion
+the new data cannot score) is checked before the first write, so a bad input leaves the
+registry as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from retrainer import data as data_mod
+from retrainer import evaluation, gate, registry, training
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from retrainer.config import Config
+    from retrainer.data import Dataset
+    from retrainer.evaluation import Champion, Scores
+
+log = logging.getLogger("retrainer")
+
+
+def run_cycle(cfg: Config, data: str | None = None, trigger: str = "manual",
+              reason: str | None = None, client: MlflowClient | None = None) -> dict[str, Any]:
+    """Run one cycle and return its decision record (also logged as decision.json)."""
+    client = client or registry.connect(cfg)
+    registry.repair(client, cfg)
+
+    rows = data_mod.load(cfg, override=data)
+    train_rows, holdout = data_mod.split(rows, cfg.split)
+    champion = load_champion(cfg, client)
+    if champion is not None:
+        evaluation.champion_inputs(champion, holdout)  # fails now, before anything is written
+
+    cycle_id = uuid.uuid4().hex[:12]
+    log.info("cycle %s: training on %d rows, holdout %d rows", cycle_id, len(train_rows),
+             len(holdout))
+    challenger = training.fit_and_log(cfg, train_rows, holdout, cycle_id=cycle_id,
+                                      trigger=trigger, reason=reason)
+    scores = _score(cfg, client, champion, challenger, holdout, train_rows)
+    verdict = gate.judge(scores, cfg.gate, cfg.metrics)
+
+    version = registry.register(client, cfg, challenger.model_uri, challenger.run_id,
+                                challenger.model_id,
+                                {"cycle_id": cycle_id, "trigger": trigger,
+                                 "decision": "pending"})
+    if cfg.gate.mode != "dry_run":
+        registry.set_challenger(client, cfg.model, version)
+
+    judged = {"champion": champion, "scores": scores, "verdict": verdict}
+    if verdict.promotes:
+        def recheck(current: str | None) -> bool:
+            # Another cycle promoted while this one was judging: judge again, now.
+            now = load_champion(cfg, client, current) if current else None
+            judged["champion"] = now
+            judged["scores"] = _score(cfg, client, now, challenger, holdout, train_rows)
+            judged["verdict"] = gate.judge(judged["scores"], cfg.gate, cfg.metrics)
+            return judged["verdict"].promotes
+
+        move, why = registry.promote(client, cfg, version,
+                                     champion.version if champion else None, recheck,
+                                     kind=verdict.decision)
+        if move is None:
+            judged["verdict"] = gate.Verdict(gate.KEPT, False, why or "not promoted",
+                                             judged["verdict"].checks)
+    verdict = judged["verdict"]
+    registry.tag_version(client, cfg.model, version, {"decision": verdict.decision})
+
+    record = decision_record(cfg, trigger=trigger, trigger_reason=reason, cycle_id=cycle_id,
+                             verdict=verdict, scores=judged["scores"],
+                             champion=judged["champion"], challenger=challenger,
+                             version=version, rows=rows, train_rows=train_rows,
+                             holdout=holdout)
+    _log_record(client, challenger.run_id, record)
+    return record
+
+
+def load_champion(cfg: Config, client: MlflowClient, version: str | None = None) -> Champion | None:
+    if version is None:
+        found = registry.current_champion(client, cfg.model, cfg.promote.alias)
+        if found is None:
+            return None
+        mv, source = found
+        return evaluation.load_version(cfg, client, mv.version, source)
+    return evaluation.load_version(cfg, client, version)
+
+
+def _score(cfg: Config, client: MlflowClient, champion: Champion | None, challenger: Any,
+           holdout: Dataset, train_rows: Dataset) -> Scores:
+    scores = evaluation.score_both(cfg, champion, challenger, holdout, train_rows)
+    if champion is not None:
+        scores.schema = evaluation.schema_diff(_signature(cfg, champion.version),
+                                               challenger.signature)
+    return scores
+
+
+def _signature(cfg: Config, version: str) -> Any:
+    import mlflow
+
+    try:
+        return mlflow.models.get_model_info(f"models:/{cfg.model}/{version}").signature
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN/inf become null, numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def decision_record(cfg: Config, *, trigger: str, trigger_reason: str | None, cycle_id: str,
+                    verdict: gate.Verdict, scores: Scores, champion: Champion | None,
+                    challenger: Any, version: str, rows: Dataset, train_rows: Dataset,
+                    holdout: Dataset) -> dict[str, Any]:
+    """The decision record of DESIGN.md: what was decided, on which rows, and why."""
+    record: dict[str, Any] = {
+        "model": cfg.model,
+        "cycle_id": cycle_id,
+        "at": registry.now_iso(),
+        "actor": registry.actor(),
+        "trigger": trigger,
+        "trigger_reason": trigger_reason,
+        "decision": verdict.decision,
+        "reason": verdict.reason,
+        "gate_mode": cfg.gate.mode,
+        "primary_metric": cfg.primary_metric,
+        "challenger": {"version": version, "run_id": challenger.run_id,
+                       "metrics": scores.challenger,
+                       "metrics_as_logged": challenger.metrics_as_logged},
+        "champion": None if champion is None else {
+            "version": champion.version, "run_id": champion.run_id,
+            "metrics": scores.champion, "metrics_as_logged": champion.metrics_as_logged,
+            "known_by": champion.source},
+        "naive": scores.naive or None,
+        "holdout": {"rows": scores.holdout_rows, "clean_rows": scores.clean_rows,
+                    "excluded": scores.excluded, "notes": scores.notes},
+        "differences": scores.differences,
+        "checks": verdict.checks_dict(),
+        "schema": scores.schema or {"compatible": True, "added": [], "removed": [],
+                                    "changed": []},
+        "data": {"source": rows.source, "rows": len(rows), "train_rows": len(train_rows),
+                 "holdout_rows": len(holdout), "split": cfg.split.method},
+        "task": challenger.task,
+    }
+    return _clean(record)
+
+
+def _log_record(client: MlflowClient, run_id: str, record: dict[str, Any]) -> None:
+    from retrainer.report import to_markdown
+
+    client.log_dict(run_id, record, "decision.json")
+    client.log_text(run_id, to_markdown(record), "decision.md")
+    client.set_tag(run_id, f"{registry.PREFIX}decision", record["decision"])

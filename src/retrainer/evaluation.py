@@ -1,0 +1,207 @@
+"""Score champion and challenger on one holdout, the fair way.
+
+The clean holdout is this cycle's holdout minus every row either model trained on: each
+run logs its training-row fingerprints, and under ``split: hash`` a row's side never
+changes, so nothing else is needed. The article's comparison (each run's own logged
+metrics, on different splits) is kept beside it, labelled as what it is.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from retrainer import metrics as mx
+from retrainer.data import Dataset, fingerprints
+from retrainer.errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from retrainer.config import Config
+    from retrainer.training import TrainedModel
+
+log = logging.getLogger("retrainer")
+
+
+@dataclass
+class Champion:
+    """A registered version as a contender: the model, its run and what it trained on."""
+
+    version: str
+    run_id: str | None
+    model: Any
+    input_columns: list[str] | None
+    tensor_input: bool
+    train_fingerprints: np.ndarray | None
+    metrics_as_logged: dict[str, float]
+    source: str = "alias"  # alias | legacy_stage
+
+
+@dataclass
+class Scores:
+    challenger: dict[str, float]
+    champion: dict[str, float] | None
+    naive: dict[str, dict[str, float]]
+    holdout_rows: int
+    clean_rows: int
+    excluded: dict[str, int]
+    notes: list[str] = field(default_factory=list)
+    differences: dict[str, dict[str, Any]] = field(default_factory=dict)
+    schema: dict[str, Any] = field(default_factory=dict)
+
+
+def load_version(cfg: Config, client: Any, version: Any, source: str = "alias") -> Champion:
+    """Load a registered version of the model with what the fair comparison needs."""
+    import mlflow
+
+    from retrainer.training import load_fingerprints
+
+    mv = client.get_model_version(cfg.model, str(version))
+    uri = f"models:/{cfg.model}/{mv.version}"
+    try:
+        info = mlflow.models.get_model_info(uri)
+        flavors = info.flavors
+        signature = info.signature
+    except Exception as err:  # noqa: BLE001
+        raise UserError(f"cannot read model version {mv.version} of {cfg.model!r}: "
+                        f"{str(err).splitlines()[0]}") from None
+    try:
+        model = (mlflow.sklearn.load_model(uri) if "sklearn" in flavors
+                 else mlflow.pyfunc.load_model(uri))
+    except Exception as err:  # noqa: BLE001
+        raise UserError(f"cannot load model version {mv.version} of {cfg.model!r}: "
+                        f"{str(err).splitlines()[0]}") from None
+    columns, tensor = _input_columns(signature)
+    run_metrics: dict[str, float] = {}
+    fps = None
+    if mv.run_id:
+        try:
+            run_metrics = dict(client.get_run(mv.run_id).data.metrics)
+        except Exception:  # noqa: BLE001 - the run may have been deleted
+            run_metrics = {}
+        fps = load_fingerprints(client, mv.run_id)
+    return Champion(version=str(mv.version), run_id=mv.run_id, model=model,
+                    input_columns=columns, tensor_input=tensor, train_fingerprints=fps,
+                    metrics_as_logged={m: run_metrics[m] for m in cfg.metrics
+                                       if m in run_metrics},
+                    source=source)
+
+
+def _input_columns(signature: Any) -> tuple[list[str] | None, bool]:
+    if signature is None or signature.inputs is None:
+        return None, False
+    if signature.inputs.is_tensor_spec():
+        # A model trained on numpy arrays (the article's autolog): score positionally.
+        return None, True
+    names = signature.inputs.input_names()
+    return ([str(n) for n in names] if names else None), False
+
+
+def champion_inputs(champion: Champion, holdout: Dataset) -> Any:
+    cols = champion.input_columns
+    if champion.tensor_input:
+        return holdout.X.to_numpy()
+    if cols:
+        missing = [c for c in cols if c not in holdout.frame.columns]
+        if missing:
+            raise UserError(f"the champion (version {champion.version}) needs column "
+                            f"{missing[0]!r}, which the current data lacks")
+        return holdout.frame[cols]
+    return holdout.X
+
+
+def _predict(model: Any, X: Any, task: str) -> tuple[np.ndarray, np.ndarray | None]:
+    from retrainer.training import predict
+
+    return predict(model, X, task)
+
+
+def score_both(cfg: Config, champion: Champion | None, challenger: TrainedModel,
+               holdout: Dataset, challenger_train: Dataset,
+               champion_for_naive: bool = True) -> Scores:
+    """Both models on the clean holdout, plus the naive re-score and bootstrap intervals."""
+    import numpy as np
+
+    task = challenger.task
+    labels = np.asarray(challenger.labels) if challenger.labels is not None else None
+    y = holdout.y.to_numpy()
+    ch_pred, ch_proba = _predict(challenger.model, holdout.X, task)
+    notes: list[str] = []
+    excluded: dict[str, int] = {}
+    keep = np.ones(len(holdout), dtype=bool)
+
+    hold_fp = fingerprints(holdout)
+    own = np.isin(hold_fp, fingerprints(challenger_train))
+    if own.any():
+        excluded["challenger_trained_on"] = int(own.sum())
+        keep &= ~own
+
+    if champion is None:
+        metrics = _score(cfg.metrics, y[keep], ch_pred[keep],
+                         ch_proba[keep] if ch_proba is not None else None, labels)
+        return Scores(challenger=metrics, champion=None, naive={}, holdout_rows=len(holdout),
+                      clean_rows=int(keep.sum()), excluded=excluded, notes=notes)
+
+    cp_pred, cp_proba = _predict(champion.model, champion_inputs(champion, holdout), task)
+    if champion.train_fingerprints is not None:
+        leaked = np.isin(hold_fp, champion.train_fingerprints)
+        excluded["champion_trained_on"] = int(leaked.sum())
+        keep &= ~leaked
+    elif cfg.split.method == "hash":
+        notes.append("split: hash keeps every row on its side, so the champion never trained "
+                     "on these holdout rows")
+    else:
+        notes.append(f"champion version {champion.version} logged no training-row "
+                     "fingerprints: rows it trained on cannot be excluded; use split: hash "
+                     "for a guaranteed clean holdout")
+
+    def sub(a: np.ndarray | None, mask: np.ndarray) -> np.ndarray | None:
+        return a[mask] if a is not None else None
+
+    naive = {"champion": _score(cfg.metrics, y, cp_pred, cp_proba, labels),
+             "challenger": _score(cfg.metrics, y, ch_pred, ch_proba, labels)}
+    scores = Scores(
+        challenger=_score(cfg.metrics, y[keep], ch_pred[keep], sub(ch_proba, keep), labels),
+        champion=_score(cfg.metrics, y[keep], cp_pred[keep], sub(cp_proba, keep), labels),
+        naive=naive, holdout_rows=len(holdout), clean_rows=int(keep.sum()),
+        excluded=excluded, notes=notes)
+    if keep.sum() >= 2:
+        level = cfg.gate.confidence or 0.95
+        key = f"ci{round(level * 100):d}"
+        for m in cfg.metrics:
+            delta, lo, hi = mx.bootstrap_difference(
+                m, y[keep], cp_pred[keep], ch_pred[keep], sub(cp_proba, keep),
+                sub(ch_proba, keep), labels, resamples=cfg.gate.bootstrap, confidence=level,
+                seed=cfg.split.seed)
+            scores.differences[m] = {"delta": delta, key: [lo, hi], "confidence": level}
+    return scores
+
+
+def _score(metric_names: list[str], y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None,
+           labels: np.ndarray | None) -> dict[str, float]:
+    if len(y) == 0:
+        return {m: float("nan") for m in metric_names}
+    return {m: mx.compute(m, y, pred, proba, labels) for m in metric_names}
+
+
+def schema_diff(champion_signature: Any, challenger_signature: Any) -> dict[str, Any]:
+    """Input columns added, removed or retyped between two signatures."""
+    def cols(sig: Any) -> dict[str, str] | None:
+        if sig is None or sig.inputs is None or sig.inputs.is_tensor_spec():
+            return None
+        return {str(c.name): str(getattr(c.type, "name", c.type)) for c in sig.inputs.inputs}
+
+    old, new = cols(champion_signature), cols(challenger_signature)
+    if old is None or new is None:
+        return {"compatible": True, "added": [], "removed": [], "changed": [],
+                "note": "a signature without column names: not compared"}
+    added = [c for c in new if c not in old]
+    removed = [c for c in old if c not in new]
+    widening = {("long", "double"), ("integer", "double"), ("integer", "long"),
+                ("float", "double"), ("integer", "float"), ("long", "float")}
+    changed = [{"column": c, "from": old[c], "to": new[c]} for c in new
+               if c in old and old[c] != new[c]]
+    breaking = removed or [ch for ch in changed if (ch["from"], ch["to"]) not in widening]
+    return {"compatible": not breaking, "added": added, "removed": removed, "changed": changed}

@@ -1,0 +1,92 @@
+"""A decision record as Markdown (logged as decision.md) and the comparison tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.2f}" if abs(value) >= 100 else f"{value:.4f}"
+    return str(value)
+
+
+def comparison_tables(record: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) for each comparison the record holds, the fair one last."""
+    metrics = list((record.get("challenger") or {}).get("metrics", {}).keys())
+    champ = record.get("champion")
+    chall = record["challenger"]
+    tables = []
+    header = ["model", "version", *metrics]
+
+    def row(label: str, version: str, values: dict[str, Any] | None) -> list[str]:
+        values = values or {}
+        return [label, version, *(fmt(values.get(m)) for m in metrics)]
+
+    if champ is not None:
+        tables.append((
+            "As each run logged it (the article's comparison: two different test splits)",
+            header,
+            [row("challenger (new)", chall["version"], chall.get("metrics_as_logged")),
+             row("champion (prod)", champ["version"], champ.get("metrics_as_logged"))]))
+        if record.get("naive"):
+            h = record["holdout"]
+            leaked = h["excluded"].get("champion_trained_on", 0)
+            tables.append((
+                f"Both on this cycle's full holdout ({h['rows']} rows; the champion trained "
+                f"on {leaked} of them)", header,
+                [row("challenger", chall["version"], record["naive"].get("challenger")),
+                 row("champion", champ["version"], record["naive"].get("champion"))]))
+        h = record["holdout"]
+        tables.append((
+            f"Fair: both on the clean holdout ({h['clean_rows']} rows neither model trained on)",
+            header,
+            [row("challenger", chall["version"], chall.get("metrics")),
+             row("champion", champ["version"], champ.get("metrics"))]))
+    else:
+        tables.append((f"Challenger on its holdout ({record['holdout']['clean_rows']} rows)",
+                       header, [row("challenger", chall["version"], chall.get("metrics"))]))
+    return tables
+
+
+def differences_rows(record: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for metric, d in (record.get("differences") or {}).items():
+        ci = next((v for k, v in d.items() if k.startswith("ci")), None)
+        level = d.get("confidence", 0.95)
+        interval = f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "-"
+        rows.append([metric, fmt(d.get("delta")), f"{round(level * 100)}% {interval}"])
+    return rows
+
+
+def to_markdown(record: dict[str, Any]) -> str:
+    lines = [f"# {record['model']}: {record['decision']}", "",
+             f"- trigger: {record['trigger']}"
+             + (f" ({record['trigger_reason']})" if record.get("trigger_reason") else ""),
+             f"- reason: {record['reason']}",
+             f"- challenger: version {record['challenger']['version']} "
+             f"(run {record['challenger']['run_id']})"]
+    if record.get("champion"):
+        lines.append(f"- champion: version {record['champion']['version']} "
+                     f"(run {record['champion']['run_id']})")
+    h = record["holdout"]
+    excluded = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in h["excluded"].items())
+    lines.append(f"- holdout: {h['rows']} rows, {h['clean_rows']} clean"
+                 + (f" (excluded: {excluded})" if excluded else ""))
+    for note in h.get("notes", []):
+        lines.append(f"- note: {note}")
+    for title, header, rows in comparison_tables(record):
+        lines += ["", f"## {title}", "", "| " + " | ".join(header) + " |",
+                  "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+    diffs = differences_rows(record)
+    if diffs:
+        lines += ["", "## Challenger minus champion (paired bootstrap)", "",
+                  "| metric | delta | interval |", "|---|---|---|"]
+        lines += ["| " + " | ".join(r) + " |" for r in diffs]
+    lines += ["", "## Checks", ""]
+    lines += [f"- [{'x' if c['passed'] else ' '}] {c['name']}: {c['detail']}"
+              for c in record.get("checks", [])]
+    return "\n".join(lines) + "\n"
