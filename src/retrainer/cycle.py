@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from retrainer import data as data_mod
 from retrainer import evaluation, gate, registry, training
+from retrainer import metrics as mx
+from retrainer.errors import UserError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -80,6 +82,85 @@ def run_cycle(cfg: Config, data: str | None = None, trigger: str = "manual",
     return record
 
 
+def judge_version(cfg: Config, version: str, data: str | None = None,
+                  trigger: str = "manual_promotion", reason: str | None = None,
+                  force: bool = False, client: MlflowClient | None = None) -> dict[str, Any]:
+    """Judge an already-registered version with the same gate, on the current holdout.
+
+    The article's third trigger: a data scientist registered a better model. Nothing is
+    retrained. With `force` the gate's verdict is recorded but does not decide (a reason
+    is required and recorded).
+    """
+    client = client or registry.connect(cfg)
+    registry.repair(client, cfg)
+    version = str(version)
+    mv = registry.get_version(client, cfg.model, version)
+    rows = data_mod.load(cfg, override=data)
+    _, holdout = data_mod.split(rows, cfg.split)
+    champion = load_champion(cfg, client)
+    if champion is not None and champion.version == version:
+        raise UserError(f"version {version} is already the champion of {cfg.model!r}")
+    candidate = evaluation.load_version(cfg, client, version, source="registered")
+    cand_inputs = evaluation.champion_inputs(candidate, holdout)
+    if champion is not None:
+        evaluation.champion_inputs(champion, holdout)
+    info = training.load_training_info(client, mv.run_id) if mv.run_id else {}
+    task = info.get("task") or _task_of_model(cfg, candidate.model, holdout)
+    challenger = training.TrainedModel(
+        model=candidate.model, task=task, run_id=mv.run_id or "", model_uri=mv.source,
+        model_id=getattr(mv, "model_id", None), metrics_as_logged=candidate.metrics_as_logged,
+        fit_seconds=0.0, signature=_signature(cfg, version), labels=info.get("labels"))
+    problem = mx.check_task(cfg.metrics, task)
+    if problem:
+        raise UserError(problem)
+    if force and not (reason and reason.strip()):
+        raise UserError("--force needs --reason: say why the gate is skipped")
+
+    scores = _score(cfg, client, champion, challenger, holdout, None,
+                    candidate.train_fingerprints, cand_inputs)
+    verdict = gate.judge(scores, cfg.gate, cfg.metrics)
+    if force and not verdict.promotes:
+        verdict = gate.Verdict(gate.FIRST_CHAMPION if champion is None else gate.PROMOTED,
+                               True, f"forced by {registry.actor()}: {reason} (gate said: "
+                               f"{verdict.decision}: {verdict.reason})", verdict.checks)
+    judged = {"champion": champion, "scores": scores, "verdict": verdict}
+    if verdict.promotes:
+        def recheck(current: str | None) -> bool:
+            if force:
+                return True
+            now = load_champion(cfg, client, current) if current else None
+            judged["champion"] = now
+            judged["scores"] = _score(cfg, client, now, challenger, holdout, None,
+                                      candidate.train_fingerprints, cand_inputs)
+            judged["verdict"] = gate.judge(judged["scores"], cfg.gate, cfg.metrics)
+            return judged["verdict"].promotes
+
+        move, why = registry.promote(client, cfg, version,
+                                     champion.version if champion else None, recheck,
+                                     kind="forced_promotion" if force else "manual_promotion")
+        if move is None:
+            judged["verdict"] = gate.Verdict(gate.KEPT, False, why or "not promoted",
+                                             judged["verdict"].checks)
+    verdict = judged["verdict"]
+    registry.tag_version(client, cfg.model, version,
+                         {"decision": verdict.decision, "trigger": trigger,
+                          **({"forced": "true"} if force and verdict.promotes else {})})
+    record = decision_record(cfg, trigger=trigger, trigger_reason=reason, cycle_id="",
+                             verdict=verdict, scores=judged["scores"],
+                             champion=judged["champion"], challenger=challenger,
+                             version=version, rows=rows, train_rows=None, holdout=holdout)
+    record["kind"] = "forced_promotion" if force else "manual_promotion"
+    record["forced"] = bool(force)
+    registry.record_event(client, cfg, record["kind"], {"record": record,
+                                                         "decision": record["decision"],
+                                                         "reason": record["reason"]})
+    return record
+
+
+def _task_of_model(cfg: Config, model: Any, holdout: Dataset) -> str:
+    return training.task_of(cfg, model, holdout.y)
+
+
 def load_champion(cfg: Config, client: MlflowClient, version: str | None = None) -> Champion | None:
     if version is None:
         found = registry.current_champion(client, cfg.model, cfg.promote.alias)
@@ -91,8 +172,10 @@ def load_champion(cfg: Config, client: MlflowClient, version: str | None = None)
 
 
 def _score(cfg: Config, client: MlflowClient, champion: Champion | None, challenger: Any,
-           holdout: Dataset, train_rows: Dataset) -> Scores:
-    scores = evaluation.score_both(cfg, champion, challenger, holdout, train_rows)
+           holdout: Dataset, train_rows: Dataset | None, challenger_fps: Any = None,
+           challenger_inputs: Any = None) -> Scores:
+    fps = data_mod.fingerprints(train_rows) if train_rows is not None else challenger_fps
+    scores = evaluation.score_both(cfg, champion, challenger, holdout, fps, challenger_inputs)
     if champion is not None:
         scores.schema = evaluation.schema_diff(_signature(cfg, champion.version),
                                                challenger.signature)
@@ -123,7 +206,7 @@ def _clean(value: Any) -> Any:
 
 def decision_record(cfg: Config, *, trigger: str, trigger_reason: str | None, cycle_id: str,
                     verdict: gate.Verdict, scores: Scores, champion: Champion | None,
-                    challenger: Any, version: str, rows: Dataset, train_rows: Dataset,
+                    challenger: Any, version: str, rows: Dataset, train_rows: Dataset | None,
                     holdout: Dataset) -> dict[str, Any]:
     """The decision record of DESIGN.md: what was decided, on which rows, and why."""
     record: dict[str, Any] = {
@@ -151,7 +234,8 @@ def decision_record(cfg: Config, *, trigger: str, trigger_reason: str | None, cy
         "checks": verdict.checks_dict(),
         "schema": scores.schema or {"compatible": True, "added": [], "removed": [],
                                     "changed": []},
-        "data": {"source": rows.source, "rows": len(rows), "train_rows": len(train_rows),
+        "data": {"source": rows.source, "rows": len(rows),
+                 "train_rows": len(train_rows) if train_rows is not None else None,
                  "holdout_rows": len(holdout), "split": cfg.split.method},
         "task": challenger.task,
     }

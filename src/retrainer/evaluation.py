@@ -119,21 +119,23 @@ def _predict(model: Any, X: Any, task: str) -> tuple[np.ndarray, np.ndarray | No
 
 
 def score_both(cfg: Config, champion: Champion | None, challenger: TrainedModel,
-               holdout: Dataset, challenger_train: Dataset,
-               champion_for_naive: bool = True) -> Scores:
+               holdout: Dataset, challenger_fingerprints: np.ndarray | None,
+               challenger_inputs: Any = None) -> Scores:
     """Both models on the clean holdout, plus the naive re-score and bootstrap intervals."""
     import numpy as np
 
     task = challenger.task
     labels = np.asarray(challenger.labels) if challenger.labels is not None else None
     y = holdout.y.to_numpy()
-    ch_pred, ch_proba = _predict(challenger.model, holdout.X, task)
+    X = holdout.X if challenger_inputs is None else challenger_inputs
+    ch_pred, ch_proba = _predict(challenger.model, X, task)
     notes: list[str] = []
     excluded: dict[str, int] = {}
     keep = np.ones(len(holdout), dtype=bool)
 
     hold_fp = fingerprints(holdout)
-    own = np.isin(hold_fp, fingerprints(challenger_train))
+    own = (np.isin(hold_fp, challenger_fingerprints) if challenger_fingerprints is not None
+           else np.zeros(len(holdout), dtype=bool))
     if own.any():
         excluded["challenger_trained_on"] = int(own.sum())
         keep &= ~own

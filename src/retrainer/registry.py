@@ -344,6 +344,8 @@ def _apply(client: MlflowClient, cfg: Config, journal: dict[str, Any],
     client.set_registered_model_alias(name, alias, new)
     _fault("champion_set")
     tag_version(client, name, new, {"champion_since": at, **extra_tags})
+    with contextlib.suppress(Exception):  # a version back in service is no longer archived
+        client.delete_model_version_tag(name, new, f"{PREFIX}archived_at")
     if old and old != new:
         tag_version(client, name, old, {"archived_at": at})
         _fault("archived")

@@ -1,0 +1,5 @@
+"""`python -m retrainer` runs the CLI."""
+
+from retrainer.cli import main
+
+main()

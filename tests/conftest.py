@@ -1,0 +1,83 @@
+"""Shared fixtures: a diabetes project on a fresh embedded store, and a CLI runner.
+
+Everything is real: a sqlite MLflow store and a local artifact folder in a temp dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def run_cli(*args: str, cwd: Path | str, env: dict[str, str] | None = None,
+            timeout: float = 300) -> Result:
+    """Run `retrainer ARGS` in a subprocess, as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.run([sys.executable, "-m", "retrainer", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, env=full_env)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def cli() -> Callable[..., Result]:
+    return run_cli
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A `retrainer init --example diabetes` project in a temp folder."""
+    from retrainer.project import write_example
+
+    write_example(tmp_path, "diabetes")
+    return tmp_path
+
+
+def edit_config(project: Path, **changes: Any) -> None:
+    """Change top-level keys of the project's retrainer.yaml (dicts are merged one level)."""
+    import yaml
+
+    path = project / "retrainer.yaml"
+    raw = yaml.safe_load(path.read_text())
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def registry_snapshot(project: Path, model: str = "diabetes-ridge") -> dict[str, Any]:
+    """Versions, aliases and tags of the registered model (empty when there is none)."""
+    db = project / "mlflow.db"
+    if not db.exists():
+        return {}
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    try:
+        rm = client.get_registered_model(model)
+    except Exception:  # noqa: BLE001 - no model yet
+        return {}
+    versions = client.search_model_versions(f"name='{model}'")
+    return {"aliases": dict(rm.aliases), "tags": dict(rm.tags),
+            "versions": sorted((str(v.version), tuple(sorted(v.tags.items())), v.current_stage)
+                               for v in versions)}
