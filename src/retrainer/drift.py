@@ -621,6 +621,8 @@ def _score(name: str, col: Mapping, obs: Observed, th: Mapping[str, float]) -> C
 
     if numeric:
         value = psi
+        # Significance alone (what a p-value test would use); reported, not decisive.
+        st["p_value"] = float(stats.chi2.sf(psi / n_eff_inv, df))
         if "psi" in th:
             threshold = float(th["psi"])
         else:

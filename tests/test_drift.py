@@ -1,0 +1,410 @@
+"""Drift detection: calibration across sample sizes, findings, profile, HTML.
+
+Calibration tests use seeded synthetic data: the same generator draws reference and
+current data, so every flagged column there is a false alarm.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from retrainer import drift
+from retrainer.errors import UserError
+
+# ----------------------------------------------------------------------------- data
+
+
+def _mixed_frame(rng: np.random.Generator, n: int, shift: float = 0.0) -> pd.DataFrame:
+    """Ten columns of assorted shapes; `shift` (in sd) moves the first one."""
+    cat_levels = np.array(["a", "b", "c", "d", "e", "rare1", "rare2"])
+    cat_p = np.array([0.4, 0.25, 0.15, 0.1, 0.094, 0.003, 0.003])
+    with_nan = rng.normal(size=n)
+    with_nan[rng.random(n) < 0.05] = np.nan
+    return pd.DataFrame(
+        {
+            "normal": rng.normal(size=n) + shift,
+            "lognormal": rng.lognormal(0.0, 1.0, size=n),
+            "uniform": rng.uniform(-1, 1, size=n),
+            "poisson": rng.poisson(3.0, size=n),
+            "binary": rng.integers(0, 2, size=n).astype(float),
+            "bimodal": np.where(rng.random(n) < 0.3, rng.normal(-3, 1, n), rng.normal(2, 0.5, n)),
+            "heavy": rng.standard_t(2, size=n),
+            "with_nan": with_nan,
+            "category": rng.choice(cat_levels, size=n, p=cat_p),
+            "flag": rng.random(n) < 0.2,
+        }
+    )
+
+
+def _alarm_rates(n: int, reps: int, seed: int, thresholds=None) -> tuple[float, float]:
+    """(share of column checks flagged, share of reps where any column flagged)."""
+    rng = np.random.default_rng(seed)
+    flagged = checks = any_flagged = 0
+    for _ in range(reps):
+        ref, cur = _mixed_frame(rng, n), _mixed_frame(rng, n)
+        report = drift.compare(drift.build_profile(ref), cur, thresholds=thresholds)
+        k = len(report.drifted_columns)
+        flagged += k
+        checks += len(report.columns)
+        any_flagged += k > 0
+    return flagged / checks, any_flagged / reps
+
+
+def _shift_detection_rate(n: int, shift: float, reps: int, seed: int) -> float:
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(reps):
+        ref = pd.DataFrame({"x": rng.normal(size=n)})
+        cur = pd.DataFrame({"x": rng.normal(size=n) + shift})
+        hits += drift.compare(drift.build_profile(ref), cur).columns[0].drifted
+    return hits / reps
+
+
+# ----------------------------------------------------------------------- calibration
+
+
+@pytest.mark.parametrize(("n", "reps"), [(200, 300), (1_000, 200), (10_000, 60)])
+def test_false_alarm_rate_at_most_5_percent(n: int, reps: int) -> None:
+    column_rate, any_rate = _alarm_rates(n, reps, seed=n)
+    # The documented bound is 5 % per column; alpha = 0.001 keeps even "any of ten
+    # columns flagged" under it.
+    assert column_rate <= 0.05
+    assert any_rate <= 0.05
+
+
+def test_harness_catches_an_uncalibrated_cutoff() -> None:
+    # The same harness with the textbook fixed cut-off PSI > 0.1 false-alarms a lot
+    # at 200 rows: proof that the test above can fail.
+    column_rate, any_rate = _alarm_rates(200, 60, seed=3, thresholds={"psi": 0.1})
+    assert column_rate > 0.05
+    assert any_rate > 0.5
+
+
+def test_false_alarms_at_one_million_rows() -> None:
+    # Costly, so a few repetitions of 5 columns; at 1M rows the practical-effect floor
+    # decides and the null PSI (~2e-5) is three orders of magnitude below it.
+    rng = np.random.default_rng(1_000_000)
+    n = 1_000_000
+    flagged = 0
+    for _ in range(2):
+        ref = pd.DataFrame(rng.normal(size=(n, 5)), columns=list("abcde"))
+        cur = pd.DataFrame(rng.normal(size=(n, 5)), columns=list("abcde"))
+        report = drift.compare(drift.build_profile(ref), cur)
+        flagged += len(report.drifted_columns)
+        assert max(c.value for c in report.columns) < report.columns[0].threshold / 10
+    assert flagged == 0
+
+
+@pytest.mark.parametrize(
+    ("n", "shift", "reps"),
+    [(1_000, 0.5, 60), (10_000, 0.5, 20), (10_000, 0.2, 60)],
+)
+def test_detects_mean_shifts(n: int, shift: float, reps: int) -> None:
+    assert _shift_detection_rate(n, shift, reps, seed=int(n * shift)) >= 0.95
+
+
+def test_detects_small_shift_but_not_a_meaningless_one_at_one_million_rows() -> None:
+    rng = np.random.default_rng(5)
+    n = 1_000_000
+    ref = pd.DataFrame({"x": rng.normal(size=n), "y": rng.normal(size=n)})
+    cur = pd.DataFrame({"x": rng.normal(size=n) + 0.2, "y": rng.normal(size=n) + 0.02})
+    report = drift.compare(drift.build_profile(ref), cur)
+    x, y = report.columns
+    assert x.drifted and not y.drifted
+    # A p-value test would call the 0.02 sd shift hugely significant at this size;
+    # the practical floor is what keeps it quiet.
+    assert y.stats["p_value"] < 1e-6
+    assert y.threshold == pytest.approx(drift.MIN_PSI)
+
+
+def test_threshold_depends_on_sample_sizes() -> None:
+    rng = np.random.default_rng(0)
+    ref = pd.DataFrame({"x": rng.normal(size=5_000)})
+    profile = drift.build_profile(ref)
+    small = drift.compare(profile, pd.DataFrame({"x": rng.normal(size=200)})).columns[0]
+    large = drift.compare(profile, pd.DataFrame({"x": rng.normal(size=5_000)})).columns[0]
+    assert small.threshold > large.threshold >= drift.MIN_PSI
+    # The reported threshold is the applied one: chi2 critical value times (1/n + 1/m).
+    from scipy import stats
+
+    expected = stats.chi2.isf(drift.DEFAULT_ALPHA, small.stats["df"]) * (1 / 5_000 + 1 / 200)
+    assert small.threshold == pytest.approx(expected)
+
+
+# -------------------------------------------------------------------------- findings
+
+
+def _ref_frame(n: int = 2_000, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "age": rng.normal(50, 10, n),
+            "bmi": rng.normal(26, 4, n),
+            "city": rng.choice(["paris", "lyon", "nice"], n, p=[0.5, 0.3, 0.2]),
+        }
+    )
+
+
+def _by_name(report: drift.DriftReport) -> dict[str, drift.ColumnResult]:
+    return {c.column: c for c in report.columns}
+
+
+def test_missing_column_is_a_finding() -> None:
+    ref = _ref_frame()
+    report = drift.compare(drift.build_profile(ref), _ref_frame(seed=1).drop(columns="bmi"))
+    bmi = _by_name(report)["bmi"]
+    assert bmi.drifted and "missing" in bmi.note
+    assert bmi.to_dict()["value"] is None
+    assert not _by_name(report)["age"].drifted
+
+
+def test_all_nan_column_is_a_finding() -> None:
+    cur = _ref_frame(seed=1)
+    cur["bmi"] = np.nan
+    bmi = _by_name(drift.compare(drift.build_profile(_ref_frame()), cur))["bmi"]
+    assert bmi.drifted
+    assert "all values are missing" in bmi.note
+    assert bmi.missing_rate_change == pytest.approx(1.0)
+
+
+def test_strings_in_numeric_column_are_a_finding() -> None:
+    cur = _ref_frame(seed=1)
+    cur["age"] = cur["age"].astype(object)
+    cur.loc[:9, "age"] = "unknown"
+    age = _by_name(drift.compare(drift.build_profile(_ref_frame()), cur))["age"]
+    assert age.drifted
+    assert "invalid_values" in age.reasons
+    assert "10 value(s) are not numbers" in age.note and "unknown" in age.note
+    # The parseable values are still compared: PSI itself sees no shift.
+    assert age.value < age.threshold
+
+
+def test_missing_rate_change_is_detected_without_any_shift() -> None:
+    # Peers drop NaN before testing; here the values left are undrifted, so only the
+    # missing-rate rule can see that a third of the column went empty.
+    rng = np.random.default_rng(2)
+    cur = _ref_frame(seed=1)
+    cur.loc[rng.random(len(cur)) < 0.3, "bmi"] = np.nan
+    bmi = _by_name(drift.compare(drift.build_profile(_ref_frame()), cur))["bmi"]
+    assert bmi.drifted and bmi.reasons == ["missing_rate"]
+    assert bmi.missing_rate_change == pytest.approx(0.3, abs=0.03)
+    assert bmi.value < bmi.threshold
+
+
+def test_categorical_drift_share_change_and_unseen_values() -> None:
+    rng = np.random.default_rng(3)
+    profile = drift.build_profile(_ref_frame())
+    same = drift.compare(profile, _ref_frame(seed=4))
+    assert not _by_name(same)["city"].drifted
+    shifted = _ref_frame(seed=5)
+    shifted["city"] = rng.choice(["paris", "lyon", "nice"], len(shifted), p=[0.3, 0.3, 0.4])
+    city = _by_name(drift.compare(profile, shifted))["city"]
+    assert city.drifted and city.statistic == "chi2" and city.value > city.threshold
+    unseen = _ref_frame(seed=6)
+    unseen.loc[:299, "city"] = "marseille"
+    city = _by_name(drift.compare(profile, unseen))["city"]
+    assert city.drifted and "300 value(s) never seen" in city.note
+
+
+def test_rare_categories_are_merged_and_not_unseen() -> None:
+    rng = np.random.default_rng(8)
+    n = 5_000
+    levels = ["a", "b"] + [f"r{i}" for i in range(20)]
+    p = np.array([0.5, 0.46] + [0.002] * 20)
+    ref = pd.DataFrame({"c": rng.choice(levels, n, p=p)})
+    profile = drift.build_profile(ref)
+    col = profile["columns"]["c"]
+    assert col["categories"] == ["a", "b", drift.OTHER, drift.UNSEEN]
+    assert sorted(col["other_values"]) == sorted(levels[2:])
+    c = drift.compare(profile, pd.DataFrame({"c": rng.choice(levels, n, p=p)})).columns[0]
+    assert not c.drifted and c.note is None
+
+
+def test_int_categories_survive_a_missing_value() -> None:
+    # An int column becomes float as soon as a value is missing: 1.0 must match "1".
+    ref = pd.DataFrame({"code": np.tile(["1", "2", "3"], 400)})
+    cur = pd.DataFrame({"code": np.tile([1.0, 2.0, 3.0, np.nan], 300)})
+    c = drift.compare(drift.build_profile(ref), cur).columns[0]
+    assert c.statistic == "chi2" and c.value < c.threshold
+    assert "never seen" not in (c.note or "")
+
+
+def test_empty_current_data_is_a_user_error() -> None:
+    profile = drift.build_profile(_ref_frame())
+    with pytest.raises(UserError, match="no rows"):
+        drift.compare(profile, _ref_frame().iloc[:0])
+
+
+def test_bad_arguments_are_user_errors() -> None:
+    profile = drift.build_profile(_ref_frame())
+    cur = _ref_frame(seed=1)
+    with pytest.raises(UserError, match="unknown drift threshold"):
+        drift.compare(profile, cur, thresholds={"pis": 0.1})
+    with pytest.raises(UserError, match="key column"):
+        drift.compare(profile, cur, key_columns=["nope"])
+    with pytest.raises(UserError, match="not a retrainer drift profile"):
+        drift.compare({"columns": {}}, cur)
+
+
+def test_dataset_verdict_share_and_key_columns() -> None:
+    profile = drift.build_profile(_ref_frame())
+    cur = _ref_frame(seed=1)
+    cur["age"] += 5  # half an sd: one column of three drifts
+    report = drift.compare(profile, cur)
+    assert report.drifted_columns == ["age"]
+    assert report.share_drifted == pytest.approx(1 / 3)
+    assert not report.dataset_drift
+    assert drift.compare(profile, cur, share=0.3).dataset_drift
+    assert drift.compare(profile, cur, key_columns=["age"]).dataset_drift
+    assert not drift.compare(profile, cur, key_columns=["bmi"]).dataset_drift
+
+
+def test_threshold_overrides_are_applied_and_reported() -> None:
+    profile = drift.build_profile(_ref_frame())
+    cur = _ref_frame(seed=1)
+    cur["age"] += 5
+    report = drift.compare(profile, cur, thresholds={"psi": 10.0, "wasserstein": 0.3})
+    age = _by_name(report)["age"]
+    assert age.threshold == 10.0
+    assert age.drifted and age.reasons == ["wasserstein"]
+    assert age.stats["wasserstein_norm"] == pytest.approx(0.5, abs=0.1)
+
+
+def test_prediction_drift() -> None:
+    rng = np.random.default_rng(9)
+    ref = _ref_frame()
+    profile = drift.build_profile(ref, predictions=rng.normal(size=len(ref)))
+    cur = _ref_frame(seed=1)
+    stable = drift.compare(profile, cur, predictions=rng.normal(size=len(cur)))
+    assert stable.prediction is not None and not stable.prediction.drifted
+    moved = drift.compare(profile, cur, predictions=rng.normal(1.0, 1.0, size=(len(cur), 1)))
+    assert moved.prediction.drifted
+    assert moved.to_dict()["prediction"]["column"] == "prediction"
+    # Prediction drift is reported on its own; it does not vote in the column share.
+    assert not moved.dataset_drift
+    assert drift.compare(profile, cur).to_dict()["prediction"] is None
+
+
+def test_report_json_shape() -> None:
+    profile = drift.build_profile(_ref_frame())
+    cur = _ref_frame(seed=1)
+    cur["bmi"] = np.nan
+    doc = json.loads(drift.compare(profile, cur).to_json())
+    assert set(doc) == {"dataset_drift", "columns", "prediction", "share_drifted", "rows"}
+    assert doc["rows"] == {"reference": 2_000, "current": 2_000}
+    for col in doc["columns"]:
+        assert {"column", "statistic", "value", "threshold", "drifted"} <= set(col)
+        assert "missing_rate_change" in col
+    assert [c["column"] for c in doc["columns"]] == ["age", "bmi", "city"]
+
+
+# --------------------------------------------------------------------------- profile
+
+
+def test_profile_round_trips_through_json(tmp_path) -> None:
+    rng = np.random.default_rng(11)
+    ref = _ref_frame()
+    ref["when"] = pd.date_range("2024-01-01", periods=len(ref), freq="h")
+    ref["small_int"] = rng.integers(0, 3, len(ref))
+    ref.loc[:5, "bmi"] = np.nan
+    profile = drift.build_profile(ref, predictions=rng.normal(size=len(ref)))
+    path = tmp_path / "reference_profile.json"
+    drift.save_profile(profile, path)
+    loaded = drift.load_profile(path)
+    assert loaded == json.loads(json.dumps(profile))
+    age = loaded["columns"]["age"]
+    assert age["edges"][0] is None and age["edges"][-1] is None
+    assert len(age["edges"]) == 11 and sum(age["counts"]) == 2_000
+    inner = age["edges"][1:-1]
+    assert inner == sorted(inner) and len(set(inner)) == len(inner)
+    # Duplicate quantile edges are dropped: three values give at most three edges.
+    assert len(loaded["columns"]["small_int"]["edges"]) <= 5
+    assert loaded["columns"]["bmi"]["missing"] == 6
+    cur = ref.sample(frac=1.0, random_state=1)
+    a = drift.compare(profile, cur).to_dict()
+    b = drift.compare(loaded, cur).to_dict()
+    assert a == b
+    assert not any(c["drifted"] for c in a["columns"])
+
+
+def test_profile_edges_are_fitted_on_a_bounded_sample() -> None:
+    rng = np.random.default_rng(12)
+    ref = pd.DataFrame({"x": rng.normal(size=30_000)})
+    p1 = drift.build_profile(ref, max_rows=1_000, seed=1)
+    p2 = drift.build_profile(ref, max_rows=1_000, seed=2)
+    assert p1["columns"]["x"]["edges"] != p2["columns"]["x"]["edges"]
+    # ...but counts use every row.
+    assert sum(p1["columns"]["x"]["counts"]) == 30_000
+    with pytest.raises(UserError):
+        drift.build_profile(ref, bins=1)
+
+
+def test_load_profile_errors_are_user_errors(tmp_path) -> None:
+    bad = tmp_path / "p.json"
+    bad.write_text("{not json")
+    with pytest.raises(UserError, match="cannot read drift profile"):
+        drift.load_profile(bad)
+    bad.write_text(json.dumps({"format": "other"}))
+    with pytest.raises(UserError):
+        drift.load_profile(bad)
+
+
+def test_bin_counts_fast_path_matches_searchsorted() -> None:
+    rng = np.random.default_rng(13)
+    x = np.concatenate([rng.poisson(3, 5_000).astype(float), [np.nan] * 7, [np.inf, -np.inf]])
+    finite = x[np.isfinite(x)]
+    for k in (1, 5, 9, 16, 17, 40):
+        inner = np.unique(np.quantile(finite, np.linspace(0, 1, k + 2)[1:-1]))
+        valid = x[~np.isnan(x)]
+        idx = np.searchsorted(inner, valid, side="right")
+        expected = np.bincount(idx, minlength=len(inner) + 1)
+        np.testing.assert_array_equal(drift._bin_counts(x, inner, 7), expected)
+
+
+def test_statistics_match_scipy_references() -> None:
+    from scipy import stats
+
+    rng = np.random.default_rng(14)
+    ref = pd.DataFrame({"x": rng.normal(size=20_000)})
+    cur = pd.DataFrame({"x": rng.normal(0.3, 1.2, size=20_000)})
+    col = drift.compare(drift.build_profile(ref), cur).columns[0]
+    exact_w = stats.wasserstein_distance(ref["x"], cur["x"]) / ref["x"].std()
+    assert col.stats["wasserstein_norm"] == pytest.approx(exact_w, rel=0.05)
+    exact_ks = stats.ks_2samp(ref["x"], cur["x"]).statistic
+    assert col.stats["ks"] == pytest.approx(exact_ks, abs=0.015)
+    assert 0 < col.stats["js_distance"] <= 1
+    a = np.array([50, 30, 20])
+    b = np.array([30, 30, 40])
+    chi2, p = drift._chi2_homogeneity(a, b)
+    ref_chi2, ref_p, _, _ = stats.chi2_contingency(np.vstack([a, b]), correction=False)
+    assert chi2 == pytest.approx(ref_chi2) and p == pytest.approx(ref_p)
+
+
+# ------------------------------------------------------------------------------ HTML
+
+
+def test_html_report_is_self_contained_and_has_every_column(tmp_path) -> None:
+    rng = np.random.default_rng(15)
+    ref = _ref_frame()
+    profile = drift.build_profile(ref, predictions=rng.normal(size=len(ref)))
+    cur = _ref_frame(seed=1)
+    cur["age"] += 5
+    cur = cur.rename(columns={"bmi": "bmi<script>"})
+    report = drift.compare(profile, cur, predictions=rng.normal(size=len(cur)))
+    page = drift.render_html(report, profile, cur)
+    assert page.startswith("<!DOCTYPE html>")
+    assert "<script" not in page and "http://" not in page.replace("http://www.w3.org", "")
+    for name in ("age", "bmi", "city", "prediction"):
+        assert f"<h3>{name} " in page
+    # bmi is missing from the current data: no chart for it, a note instead.
+    assert page.count("<svg") == 3
+    assert "Data drift detected" in page or "No dataset drift" in page
+    assert "column missing from the current data" in page
+    out = tmp_path / "drift.html"
+    out.write_text(page)
+    assert math.isfinite(out.stat().st_size)
