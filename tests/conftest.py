@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -42,23 +43,49 @@ def cli() -> Callable[..., Result]:
     return run_cli
 
 
+@pytest.fixture(scope="session")
+def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, fully migrated sqlite MLflow store, made once per session.
+
+    Creating a store runs MLflow's migrations (~5 s); tests copy this file instead. The
+    copy is a real store, the same one MLflow would have created.
+    """
+    from mlflow import MlflowClient
+
+    db = tmp_path_factory.mktemp("store-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+    return db
+
+
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A `retrainer init --example diabetes` project in a temp folder."""
+def fresh_store(store_template: Path) -> Callable[[Path], str]:
+    """Copy an empty migrated store into a folder; returns its tracking URI."""
+    def make(folder: Path) -> str:
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(store_template, folder / "mlflow.db")
+        return f"sqlite:///{folder / 'mlflow.db'}"
+
+    return make
+
+
+@pytest.fixture
+def project(tmp_path: Path, fresh_store: Callable[[Path], str]) -> Path:
+    """A `retrainer init --example diabetes` project in a temp folder, with its store."""
     from retrainer.project import write_example
 
     write_example(tmp_path, "diabetes")
+    fresh_store(tmp_path)
     return tmp_path
 
 
-def edit_config(project: Path, **changes: Any) -> None:
-    """Change top-level keys of the project's retrainer.yaml (dicts are merged one level)."""
+def edit_config(project: Path, replace: tuple[str, ...] = (), **changes: Any) -> None:
+    """Change top-level keys of retrainer.yaml (dicts merge one level unless in `replace`)."""
     import yaml
 
     path = project / "retrainer.yaml"
     raw = yaml.safe_load(path.read_text())
     for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+        if isinstance(value, dict) and isinstance(raw.get(key), dict) and key not in replace:
             raw[key] = {**raw[key], **value}
         else:
             raw[key] = value
@@ -78,6 +105,6 @@ def registry_snapshot(project: Path, model: str = "diabetes-ridge") -> dict[str,
     except Exception:  # noqa: BLE001 - no model yet
         return {}
     versions = client.search_model_versions(f"name='{model}'")
-    return {"aliases": dict(rm.aliases), "tags": dict(rm.tags),
+    return {"aliases": {a: str(v) for a, v in rm.aliases.items()}, "tags": dict(rm.tags),
             "versions": sorted((str(v.version), tuple(sorted(v.tags.items())), v.current_stage)
                                for v in versions)}
