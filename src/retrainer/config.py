@@ -112,6 +112,18 @@ class ScheduleTrigger(_Strict):
             raise ValueError(f"not a valid cron expression: {value!r}")
         return value
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except Exception:  # noqa: BLE001 - ZoneInfoNotFoundError, ValueError on odd keys
+            raise ValueError(f"unknown time zone {value!r} (an IANA name, e.g. "
+                             "Europe/Berlin or UTC)") from None
+        return value
+
 
 class DriftTrigger(_Strict):
     data: str
@@ -134,6 +146,11 @@ class TriggersConfig(_Strict):
     drift: DriftTrigger | None = None
     new_version: NewVersionTrigger | None = None
     performance: PerformanceTrigger | None = None
+    # A failed cycle is retried after backoff_seconds, doubling per attempt (capped at
+    # max_backoff_seconds), and given up (recorded) after max_attempts.
+    backoff_seconds: float = Field(60.0, gt=0)
+    max_backoff_seconds: float = Field(6 * 3600.0, gt=0)
+    max_attempts: int = Field(5, ge=1)
 
 
 class ServeConfig(_Strict):
@@ -226,7 +243,11 @@ def _expand_env(value: Any, where: str = "") -> Any:
 def _model_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The pydantic model that holds the key at `loc` (to suggest a known key)."""
     model: Any = Config
+    free_key = False  # the previous part was a dict[str, Model]: this part is a free key
     for part in loc[:-1]:
+        if free_key:
+            free_key = False
+            continue
         if isinstance(part, int) or model is None:
             return None
         field = model.model_fields.get(part)
@@ -234,13 +255,10 @@ def _model_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
             return None
         ann = field.annotation
         args = getattr(ann, "__args__", ())
-        candidates = [ann, *args]
-        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)),
-                     None)
-        if model is None and isinstance(part, str):
-            # dict[str, Model]: the next part is a free key
-            model = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)),
-                         None)
+        if getattr(ann, "__origin__", None) is dict:
+            free_key = True
+        model = next((c for c in (ann, *args)
+                      if isinstance(c, type) and issubclass(c, BaseModel)), None)
     return model
 
 
