@@ -767,18 +767,14 @@ def compare_spark(
     if prediction_col and profile.get("prediction") and prediction_col in present:
         targets[PREDICTION] = profile["prediction"]
     source = {n: (prediction_col if n == PREDICTION else n) for n in targets}
-    numeric_types = {"double", "float", "int", "bigint", "smallint", "tinyint", "boolean"}
-    dtypes = dict(spark_df.dtypes)
 
     aggs = [F.count(F.lit(1)).alias("__rows")]
     plan: dict[str, dict[str, Any]] = {}
     for i, (name, col) in enumerate(targets.items()):
         if col["kind"] != "numeric":
             continue
-        raw = F.col(f"`{source[name]}`")
-        dtype = dtypes[source[name]]
-        is_num = dtype in numeric_types or dtype.startswith("decimal")
-        x = raw.cast("double")
+        raw = F.col(_quoted(source[name]))
+        x = _try_double(source[name])
         valid = x.isNotNull() & ~F.isnan(x)
         inner = [float(e) for e in col["edges"][1:-1]]
         # Cumulative counts below each edge; bins are their differences.
@@ -789,7 +785,7 @@ def compare_spark(
         aggs.append(F.count(F.when(raw.isNotNull() & x.isNull(), 1)).alias(f"bad{i}"))
         aggs.append(F.avg(F.when(valid, x)).alias(f"mean{i}"))
         aggs.append(F.stddev_samp(F.when(valid, x)).alias(f"std{i}"))
-        plan[name] = {"i": i, "k": len(inner), "is_num": is_num}
+        plan[name] = {"i": i, "k": len(inner)}
     row = spark_df.agg(*aggs).collect()[0].asDict()
     m = int(row["__rows"])
     if m == 0:
@@ -799,7 +795,7 @@ def compare_spark(
     sample_pdf = None
     if numeric_names:
         frac = min(1.0, SUBSAMPLE_ROWS / m)
-        cols = [F.col(f"`{source[n]}`").cast("double").alias(n) for n in numeric_names]
+        cols = [_try_double(source[n]).alias(n) for n in numeric_names]
         sampled = spark_df.sample(fraction=frac, seed=seed) if frac < 1 else spark_df
         sample_pdf = sampled.select(*cols).limit(SUBSAMPLE_ROWS).toPandas()
 
@@ -814,8 +810,8 @@ def compare_spark(
             bad = int(row[f"bad{i}"])
             example = None
             if bad:
-                raw = F.col(f"`{source[name]}`")
-                first = spark_df.where(raw.isNotNull() & raw.cast("double").isNull())
+                raw = F.col(_quoted(source[name]))
+                first = spark_df.where(raw.isNotNull() & _try_double(source[name]).isNull())
                 example = first.select(raw).limit(1).collect()[0][0]
             sample = sample_pdf[name].to_numpy(dtype="float64")
             obs = Observed(
@@ -837,6 +833,21 @@ def compare_spark(
     return _assemble(profile, observed, pred_obs, m, share, key_columns, th)
 
 
+def _quoted(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _try_double(name: str) -> Any:
+    """The column as double, NULL where it is not a number.
+
+    Spark 4 runs in ANSI mode, where a plain cast of "n/a" fails the whole job;
+    try_cast (Spark >= 3.2) turns it into NULL, which is then counted as a finding.
+    """
+    from pyspark.sql import functions as F
+
+    return F.expr(f"try_cast({_quoted(name)} AS DOUBLE)")
+
+
 def _none_if_nan(v: Any) -> float | None:
     if v is None:
         return None
@@ -848,7 +859,7 @@ def _observe_categorical_spark(spark_df: Any, name: str, col: Mapping, m: int) -
     """Category counts, mapped to the reference buckets inside Spark (bounded result)."""
     from pyspark.sql import functions as F
 
-    raw = F.col(f"`{name}`")
+    raw = F.col(_quoted(name))
     # Integral doubles map like ints ("1.0" -> "1"), as in `_category_keys`.
     dtype = dict(spark_df.dtypes)[name]
     if dtype in ("double", "float"):
@@ -1009,3 +1020,165 @@ height:1em;vertical-align:middle;margin:0 .3em}}
 </div>
 </body></html>
 """
+
+
+# --------------------------------------------------------------------------- champion
+
+
+PROFILE_ARTIFACT = "reference_profile.json"
+
+
+@dataclass
+class ChampionDrift:
+    """`retrainer drift`: the report, what it was computed from, and how."""
+
+    report: DriftReport
+    profile: dict
+    current: pd.DataFrame
+    version: str
+    profile_source: str  # "artifact" or "rebuilt from <source>"
+    notes: list[str] = field(default_factory=list)
+
+
+def champion_drift(cfg: Any, data: str | None = None) -> ChampionDrift:
+    """Current data against the champion's reference profile, with prediction drift.
+
+    `data` (a path or any data source form) defaults to ``triggers.drift.data``. The
+    profile is the champion run's ``reference_profile.json``; a version logged without
+    one gets it rebuilt from its run's logged training input (training rows picked by
+    their fingerprints). Reads only: nothing is written to the tracking store.
+    """
+    import logging
+    from pathlib import Path
+
+    from retrainer import data as data_mod
+    from retrainer import registry
+
+    log = logging.getLogger(__name__)
+    source = data or (cfg.triggers.drift.data if cfg.triggers.drift else None)
+    if not source:
+        raise UserError("no current data: pass --data PATH or set triggers.drift.data")
+    query = cfg.triggers.drift.query if (cfg.triggers.drift and not data) else cfg.data.query
+    base = Path.cwd() if data else cfg.base_dir
+    try:
+        current = data_mod.read_source(source, base, query)
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a corrupt file is the user's input
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise UserError(f"cannot read current data {source!r}: {first}") from None
+    if current is None or len(current) == 0:
+        raise UserError(f"current data {source!r} has no rows")
+    current.columns = [str(c) for c in current.columns]
+
+    client = registry.connect(cfg)
+    found = registry.current_champion(client, cfg.model, cfg.promote.alias)
+    if found is None:
+        raise UserError(f"model {cfg.model!r} has no champion yet: run `retrainer run` first")
+    mv, how = found
+    version = str(mv.version)
+    profile, profile_source = _champion_profile(cfg, client, mv)
+
+    notes: list[str] = []
+    predictions = None
+    if profile.get("prediction") is not None:
+        predictions, why = _champion_predictions(cfg, client, version, how, current, profile)
+        if why:
+            notes.append(why)
+            log.warning("%s", why)
+    features = current.drop(columns=[cfg.data.target], errors="ignore")
+    report = compare(
+        profile,
+        features,
+        predictions,
+        share=cfg.drift.share,
+        key_columns=cfg.drift.key_columns,
+        thresholds=cfg.drift.thresholds or None,
+    )
+    return ChampionDrift(report, profile, current, version, profile_source, notes)
+
+
+def _champion_profile(cfg: Any, client: Any, mv: Any) -> tuple[dict, str]:
+    """The version's logged profile, or one rebuilt from its logged training input."""
+    import os
+    import tempfile
+
+    if mv.run_id:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = client.download_artifacts(mv.run_id, PROFILE_ARTIFACT, tmp)
+            except Exception:  # noqa: BLE001 - older versions were logged without one
+                path = None
+            if path and os.path.exists(path):
+                return load_profile(path), "artifact"
+    return _rebuild_profile(cfg, client, mv)
+
+
+def _rebuild_profile(cfg: Any, client: Any, mv: Any) -> tuple[dict, str]:
+    """Profile of a version's training rows, from the dataset input its run logged."""
+    from pathlib import Path
+
+    from retrainer import data as data_mod
+    from retrainer.training import load_fingerprints, load_training_info
+
+    no_profile = f"champion version {mv.version} has no {PROFILE_ARTIFACT}" + (
+        " and no run" if not mv.run_id else ""
+    )
+    if not mv.run_id:
+        raise UserError(f"{no_profile}; retrain it with `retrainer run` to get one")
+    run = client.get_run(mv.run_id)
+    uri = None
+    for ds_input in getattr(run.inputs, "dataset_inputs", None) or []:
+        try:
+            src = json.loads(ds_input.dataset.source or "{}")
+        except ValueError:
+            continue
+        uri = src.get("uri") or src.get("url") or src.get("path")
+        if uri:
+            break
+    if not uri:
+        raise UserError(
+            f"{no_profile} and its run logged no readable training data; "
+            "retrain it with `retrainer run` to get one"
+        )
+    if uri.startswith("file://"):
+        uri = uri.removeprefix("file://")
+    try:
+        frame = data_mod.read_source(uri, Path(cfg.base_dir), cfg.data.query)
+    except UserError as err:
+        raise UserError(f"{no_profile}; rebuilding it from {uri!r} failed: {err}") from None
+    frame.columns = [str(c) for c in frame.columns]
+    info = load_training_info(client, mv.run_id)
+    target = info.get("target") or cfg.data.target
+    features = info.get("features") or [c for c in frame.columns if c != target]
+    missing = [c for c in [*features, target] if c not in frame.columns]
+    if missing:
+        raise UserError(f"{no_profile}; {uri!r} lacks column {missing[0]!r} to rebuild it")
+    # Keep the rows the version trained on when the run recorded their fingerprints.
+    fps = load_fingerprints(client, mv.run_id)
+    if fps is not None:
+        ds = data_mod.Dataset(frame, target, list(features), uri)
+        mask = np.isin(data_mod.fingerprints(ds), fps)
+        if mask.any():
+            frame = frame.loc[mask]
+    return build_profile(frame[list(features)], bins=cfg.drift.bins), f"rebuilt from {uri}"
+
+
+def _champion_predictions(
+    cfg: Any, client: Any, version: str, how: str, current: pd.DataFrame, profile: dict
+) -> tuple[np.ndarray | None, str | None]:
+    """Champion predictions on current data; (None, why) when it cannot score them."""
+    from retrainer import data as data_mod
+    from retrainer import evaluation
+
+    try:
+        champion = evaluation.load_version(cfg, client, version, how)
+        features = [c for c in profile["columns"] if c in current.columns]
+        if len(features) < len(profile["columns"]):
+            return None, "prediction drift skipped: the current data lacks model input columns"
+        ds = data_mod.Dataset(current, cfg.data.target, features, "current")
+        X = evaluation.champion_inputs(champion, ds)
+        return np.asarray(champion.model.predict(X)), None
+    except Exception as err:  # noqa: BLE001 - bad rows are reported per column already
+        first = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        return None, f"prediction drift skipped: the champion cannot score the data ({first})"

@@ -1,0 +1,114 @@
+"""compare_spark gives the pandas report, with bin counts computed by local Spark."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from retrainer import drift
+
+pyspark = pytest.importorskip("pyspark")
+
+pytestmark = pytest.mark.spark
+
+
+@pytest.fixture(scope="module")
+def spark(tmp_path_factory):
+    # Workers must run this interpreter, or they start a python without pandas.
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    from pyspark.sql import SparkSession
+
+    warehouse = tmp_path_factory.mktemp("spark-warehouse")
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("retrainer-drift-test")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.sql.warehouse.dir", str(warehouse))
+        .config("spark.driver.extraJavaOptions", f"-Djava.io.tmpdir={warehouse}")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def _frames(n: int = 5_000) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(21)
+    ref = pd.DataFrame(
+        {
+            "age": rng.normal(50, 10, n),
+            "dose": rng.poisson(3, n).astype(float),
+            "gone": rng.normal(size=n),
+            "city": rng.choice(["paris", "lyon", "nice"], n, p=[0.5, 0.3, 0.2]),
+            "code": rng.integers(1, 4, n).astype(str),
+        }
+    )
+    cur = pd.DataFrame(
+        {
+            "age": rng.normal(55, 10, n),  # +0.5 sd
+            "dose": rng.poisson(3, n).astype(float),
+            "gone": np.full(n, np.nan),  # all missing
+            "city": rng.choice(["paris", "lyon", "nice", "brest"], n, p=[0.5, 0.3, 0.1, 0.1]),
+            "code": rng.integers(1, 4, n).astype(float),  # "1" == 1.0
+        }
+    )
+    cur.loc[:99, "dose"] = np.nan  # 2 % missing: below the 1-point-floor? no, flagged
+    return ref, cur
+
+
+def test_spark_report_matches_pandas(spark) -> None:
+    ref, cur = _frames()
+    rng = np.random.default_rng(22)
+    preds_ref = rng.normal(size=len(ref))
+    preds_cur = rng.normal(0.8, 1.0, size=len(cur))
+    profile = drift.build_profile(ref, predictions=preds_ref)
+    expected = drift.compare(profile, cur, predictions=preds_cur)
+
+    sdf = spark.createDataFrame(cur.assign(pred=preds_cur))
+    got = drift.compare_spark(profile, sdf, prediction_col="pred")
+
+    assert got.drifted_columns == expected.drifted_columns == ["age", "dose", "gone", "city"]
+    for a, b in zip(got.columns, expected.columns, strict=True):
+        assert a.column == b.column and a.statistic == b.statistic
+        assert a.current_shares == pytest.approx(b.current_shares)
+        assert (a.value is None) == (b.value is None)
+        if a.value is not None:
+            # Same counts, so PSI / chi-square and their thresholds agree exactly.
+            assert a.value == pytest.approx(b.value)
+            assert a.threshold == pytest.approx(b.threshold)
+        assert a.missing_rate_change == pytest.approx(b.missing_rate_change)
+        assert a.reasons == b.reasons
+    assert got.prediction is not None and got.prediction.drifted
+    assert got.prediction.value == pytest.approx(expected.prediction.value)
+    assert got.to_dict()["rows"] == expected.to_dict()["rows"]
+    assert got.dataset_drift == expected.dataset_drift
+
+
+def test_spark_findings_strings_and_missing_column(spark) -> None:
+    ref, cur = _frames(2_000)
+    profile = drift.build_profile(ref)
+    cur = cur.drop(columns="city").astype({"age": str})
+    cur.loc[:4, "age"] = "n/a"
+    got = drift.compare_spark(profile, spark.createDataFrame(cur))
+    by_name = {c.column: c for c in got.columns}
+    assert by_name["city"].drifted and "missing" in by_name["city"].note
+    age = by_name["age"]
+    assert age.drifted and "invalid_values" in age.reasons
+    assert "5 value(s) are not numbers" in age.note and "n/a" in age.note
+
+
+def test_spark_empty_data_is_a_user_error(spark) -> None:
+    from retrainer.errors import UserError
+
+    ref, cur = _frames(500)
+    profile = drift.build_profile(ref)
+    empty = spark.createDataFrame(cur).limit(0)
+    with pytest.raises(UserError, match="no rows"):
+        drift.compare_spark(profile, empty)
