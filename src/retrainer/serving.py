@@ -444,8 +444,10 @@ def load_version(
     mv = client.get_model_version(name, version)
     local_dir = tempfile.mkdtemp(prefix=f"v{version}-", dir=workdir)
     try:
+        # The version's own storage location, read through this client: a models:/name/N
+        # URI would be resolved through MLflow's global tracking URI, not ours.
         path = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{version}",
+            artifact_uri=client.get_model_version_download_uri(name, version),
             dst_path=local_dir,
             tracking_uri=tracking_uri,
             registry_uri=registry_uri or tracking_uri,
@@ -1308,8 +1310,11 @@ class ServingApp:
             if x is None:
                 return await self._general(model, payload, mime, challenger)
         elif mime in (CT_CSV, CT_PARQUET):
-            frame = _read_table(body, mime, model.input_schema)
-            if model.fast and model.columns is not None:
+            fast_table = model.fast and model.columns is not None
+            # The fast path reads CSV as is, so a bad cell's column can be named; MLflow's
+            # path reads it with the signature's dtypes, as `mlflow models serve` does.
+            frame = _read_table(body, mime, None if fast_table else model.input_schema)
+            if fast_table:
                 x = model.frame_to_array(frame)
             else:
                 return await self._general(model, frame, mime, challenger)
@@ -1512,7 +1517,11 @@ def _score_general(model: LoadedModel, payload: Any, mime: str) -> tuple[Any, An
 
 
 def _first_line(text: str, limit: int = 500) -> str:
-    text = " ".join(text.strip().splitlines()[:3]) if text else ""
+    """A short message: MLflow's errors quote the whole input before the real reason."""
+    text = text.strip() if text else ""
+    if "Error: " in text:
+        text = text.rsplit("Error: ", 1)[1]
+    text = " ".join(text.splitlines()[:3])
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
