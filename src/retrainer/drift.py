@@ -1048,13 +1048,11 @@ def champion_drift(cfg: Any, data: str | None = None) -> ChampionDrift:
     one gets it rebuilt from its run's logged training input (training rows picked by
     their fingerprints). Reads only: nothing is written to the tracking store.
     """
-    import logging
     from pathlib import Path
 
     from retrainer import data as data_mod
     from retrainer import registry
 
-    log = logging.getLogger(__name__)
     source = data or (cfg.triggers.drift.data if cfg.triggers.drift else None)
     if not source:
         raise UserError("no current data: pass --data PATH or set triggers.drift.data")
@@ -1085,7 +1083,6 @@ def champion_drift(cfg: Any, data: str | None = None) -> ChampionDrift:
         predictions, why = _champion_predictions(cfg, client, version, how, current, profile)
         if why:
             notes.append(why)
-            log.warning("%s", why)
     features = current.drop(columns=[cfg.data.target], errors="ignore")
     report = compare(
         profile,
@@ -1167,18 +1164,88 @@ def _rebuild_profile(cfg: Any, client: Any, mv: Any) -> tuple[dict, str]:
 def _champion_predictions(
     cfg: Any, client: Any, version: str, how: str, current: pd.DataFrame, profile: dict
 ) -> tuple[np.ndarray | None, str | None]:
-    """Champion predictions on current data; (None, why) when it cannot score them."""
+    """Champion predictions on current data, and a note when not every row was scored.
+
+    Rows the model cannot take (missing or non-numeric inputs) are what the column
+    findings report; prediction drift is then measured on the rows it can score.
+    """
     from retrainer import data as data_mod
     from retrainer import evaluation
 
+    features = [c for c in profile["columns"] if c in current.columns]
+    if len(features) < len(profile["columns"]):
+        return None, "prediction drift skipped: the current data lacks model input columns"
     try:
         champion = evaluation.load_version(cfg, client, version, how)
-        features = [c for c in profile["columns"] if c in current.columns]
-        if len(features) < len(profile["columns"]):
-            return None, "prediction drift skipped: the current data lacks model input columns"
-        ds = data_mod.Dataset(current, cfg.data.target, features, "current")
-        X = evaluation.champion_inputs(champion, ds)
-        return np.asarray(champion.model.predict(X)), None
-    except Exception as err:  # noqa: BLE001 - bad rows are reported per column already
+    except UserError as err:
+        return None, f"prediction drift skipped: {err}"
+
+    def predict(frame: pd.DataFrame) -> np.ndarray:
+        ds = data_mod.Dataset(frame, cfg.data.target, features, "current")
+        return np.asarray(champion.model.predict(evaluation.champion_inputs(champion, ds)))
+
+    try:
+        return predict(current), None
+    except Exception as err:  # noqa: BLE001 - retried on the rows it can take
         first = (str(err).splitlines() or [type(err).__name__])[0][:200]
+    usable = current
+    for name in features:
+        if profile["columns"][name]["kind"] == "numeric":
+            x, _, _ = _as_float(usable[name])
+            usable = usable.loc[~np.isnan(x)]
+        else:
+            usable = usable.loc[usable[name].notna()]
+    if len(usable) == 0 or len(usable) == len(current):
         return None, f"prediction drift skipped: the champion cannot score the data ({first})"
+    try:
+        pred = predict(usable)
+    except Exception:  # noqa: BLE001
+        return None, f"prediction drift skipped: the champion cannot score the data ({first})"
+    return pred, (
+        f"prediction drift on the {len(usable)} of {len(current)} rows the champion can "
+        "score (the others have missing or non-numeric inputs)"
+    )
+
+
+def table_view(result: ChampionDrift) -> tuple[str, list[str], list[list[str]], list[str]]:
+    """What `retrainer drift` shows: (title, header, rows, closing lines), rich markup.
+
+    The CLI prints it (only cli.py prints); the numbers are the report's.
+    """
+    report = result.report
+    title = (
+        f"Drift against champion version {result.version} "
+        f"(reference {report.rows_reference:,} rows, current {report.rows_current:,})"
+    )
+    header = ["column", "statistic", "value", "threshold", "drifted", "missing Δ", "note"]
+    rows = []
+    for r in list(report.columns) + ([report.prediction] if report.prediction else []):
+        rows.append(
+            [
+                r.column,
+                r.statistic or "-",
+                _cell(r.value),
+                _cell(r.threshold),
+                "[red]yes[/red]" if r.drifted else "no",
+                _cell(r.missing_rate_change, pct=True),
+                r.note or (", ".join(r.reasons) if r.drifted else ""),
+            ]
+        )
+    lines = []
+    if result.profile_source != "artifact":
+        lines.append(f"reference profile {result.profile_source}")
+    lines += [f"note: {note}" for note in result.notes]
+    n = sum(c.drifted for c in report.columns)
+    verdict = (
+        "[bold red]dataset drift[/bold red]"
+        if report.dataset_drift
+        else "[bold green]no dataset drift[/bold green]"
+    )
+    pred = ""
+    if report.prediction:
+        pred = f"; predictions {'drifted' if report.prediction.drifted else 'stable'}"
+    lines.append(
+        f"{verdict}: {n} of {len(report.columns)} columns drifted "
+        f"({report.share_drifted:.0%}){pred}"
+    )
+    return title, header, rows, lines
