@@ -289,6 +289,124 @@ def drift_cmd(
         raise typer.Exit(3)
 
 
+# ------------------------------------------------------------- history, rollback, promote
+
+ActorOpt = Annotated[str | None, typer.Option(
+    "--actor", help="Who is acting, for the history (default: $RETRAINER_ACTOR or OS user).",
+    show_default=False)]
+
+
+def _set_actor(actor: str | None) -> None:
+    # registry.actor() reads the environment, so every record of this command names them.
+    if actor is not None:
+        if not actor.strip():
+            raise UserError("--actor must not be empty")
+        os.environ["RETRAINER_ACTOR"] = actor.strip()
+
+
+@app.command()
+def history(
+    config: ConfigOpt = None,
+    tracking_uri: TrackingOpt = None,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", "-n", help="Show the newest N entries.", show_default=False)] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every decision and alias move of the model, newest first."""
+    from retrainer.history import model_history
+
+    cfg = _load(config, tracking_uri)
+    with _quiet_stdout():
+        doc = model_history(cfg, limit=limit)
+    if as_json:
+        _emit_json(doc)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{doc['model']}: {len(doc['entries'])} of {doc['total']} entries, "
+                        "newest first", title_justify="left")
+    for col in ("when (UTC)", "what", "version", "champion", "trigger", "actor"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("reason", overflow="fold", min_width=30)
+    for e in doc["entries"]:
+        what = e["what"] if e["decision"] in (None, e["what"]) else f"{e['what']}: {e['decision']}"
+        before, after = e.get("champion_before") or "-", e.get("champion_after") or "-"
+        champ = f"{before} -> {after}" if e.get("alias_moved") else before
+        reason = e.get("reason") or ""
+        if e.get("note"):
+            reason = f"{reason} ({e['note']})".strip()
+        reason = reason if len(reason) <= 120 else reason[:119] + "…"
+        when = e["at"].replace("T", " ").removesuffix("+00:00")
+        table.add_row(when, what, e.get("version") or "-", champ, e.get("trigger") or "-",
+                      e.get("actor") or "-", reason)
+    _console().print(table)
+    if not doc["entries"]:
+        _console().print("no history yet: run `retrainer run`")
+
+
+@app.command()
+def rollback(
+    config: ConfigOpt = None,
+    tracking_uri: TrackingOpt = None,
+    to: Annotated[str | None, typer.Option(
+        "--to", help="Version to make champion (default: the 'previous' alias).",
+        show_default=False)] = None,
+    reason: Annotated[str | None, typer.Option(
+        "--reason", help="Why (required; recorded in the history).", show_default=False)] = None,
+    actor: ActorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Champion back to 'previous' (or --to VERSION); the displaced one becomes 'previous'."""
+    if not (reason or "").strip():
+        raise UserError("rollback needs --reason: say why the champion is rolled back")
+    _set_actor(actor)
+    from retrainer import registry
+
+    cfg = _load(config, tracking_uri)
+    with _quiet_stdout():
+        client = registry.connect(cfg)
+        move = registry.rollback(client, cfg, reason, to=to)
+    doc = {"model": move.model, "decision": "rollback", "champion": move.champion,
+           "previous": move.previous, "at": move.at, "reason": reason.strip(),
+           "actor": registry.actor()}
+    if as_json:
+        _emit_json(doc)
+        return
+    _console().print(f"[bold green]rollback[/bold green]: {move.model} champion is now version "
+                     f"{move.champion} (was {move.previous}, now 'previous') — {doc['reason']}")
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="Registered version (3 or models:/NAME/3).")],
+    config: ConfigOpt = None,
+    tracking_uri: TrackingOpt = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Promote even if the gate rejects (needs --reason; recorded).")] = False,
+    reason: Annotated[str | None, typer.Option(
+        "--reason", help="Why (required with --force; recorded).", show_default=False)] = None,
+    data: Annotated[str | None, typer.Option(
+        "--data", help="Data to judge on instead of data.source.", show_default=False)] = None,
+    actor: ActorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Judge a registered version with the same gate on the current holdout; promote on a pass."""
+    if force and not (reason or "").strip():
+        raise UserError("--force needs --reason: say why the gate is skipped")
+    _set_actor(actor)
+    from retrainer.cycle import judge_version
+
+    cfg = _load(config, tracking_uri)
+    with _quiet_stdout():
+        record = _with_status(
+            lambda: judge_version(cfg, version, data=data, reason=reason, force=force),
+            f"judging version {version}", quiet=as_json)
+    if as_json:
+        _emit_json(record)
+    else:
+        _print_record(record)
+
+
 # --------------------------------------------------------------------------- entry point
 
 def main() -> None:

@@ -55,6 +55,7 @@ def run_cycle(cfg: Config, data: str | None = None, trigger: str = "manual",
         registry.set_challenger(client, cfg.model, version)
 
     judged = {"champion": champion, "scores": scores, "verdict": verdict}
+    move: registry.Move | None = None
     if verdict.promotes:
         def recheck(current: str | None) -> bool:
             # Another cycle promoted while this one was judging: judge again, now.
@@ -66,7 +67,8 @@ def run_cycle(cfg: Config, data: str | None = None, trigger: str = "manual",
 
         move, why = registry.promote(client, cfg, version,
                                      champion.version if champion else None, recheck,
-                                     kind=verdict.decision)
+                                     kind=verdict.decision, decision_id=cycle_id,
+                                     reason=reason, trigger=trigger)
         if move is None:
             judged["verdict"] = gate.Verdict(gate.KEPT, False, why or "not promoted",
                                              judged["verdict"].checks)
@@ -78,6 +80,7 @@ def run_cycle(cfg: Config, data: str | None = None, trigger: str = "manual",
                              champion=judged["champion"], challenger=challenger,
                              version=version, rows=rows, train_rows=train_rows,
                              holdout=holdout)
+    record["move"] = _move_dict(move)
     _log_record(client, challenger.run_id, record)
     return record
 
@@ -91,10 +94,15 @@ def judge_version(cfg: Config, version: str, data: str | None = None,
     retrained. With `force` the gate's verdict is recorded but does not decide (a reason
     is required and recorded).
     """
+    if force and not (reason and reason.strip()):
+        raise UserError("--force needs --reason: say why the gate is skipped")
+    version = registry.parse_version_ref(str(version), cfg.model)
     client = client or registry.connect(cfg)
+    if not registry.model_exists(client, cfg.model):
+        raise UserError(f"model {cfg.model!r} is not registered: run `retrainer run` first")
     registry.repair(client, cfg)
-    version = str(version)
     mv = registry.get_version(client, cfg.model, version)
+    registry.check_version_of_model(client, cfg, mv)
     rows = data_mod.load(cfg, override=data)
     _, holdout = data_mod.split(rows, cfg.split)
     champion = load_champion(cfg, client)
@@ -113,8 +121,7 @@ def judge_version(cfg: Config, version: str, data: str | None = None,
     problem = mx.check_task(cfg.metrics, task)
     if problem:
         raise UserError(problem)
-    if force and not (reason and reason.strip()):
-        raise UserError("--force needs --reason: say why the gate is skipped")
+    decision_id = uuid.uuid4().hex[:12]
 
     scores = _score(cfg, client, champion, challenger, holdout, None,
                     candidate.train_fingerprints, cand_inputs)
@@ -124,6 +131,7 @@ def judge_version(cfg: Config, version: str, data: str | None = None,
                                True, f"forced by {registry.actor()}: {reason} (gate said: "
                                f"{verdict.decision}: {verdict.reason})", verdict.checks)
     judged = {"champion": champion, "scores": scores, "verdict": verdict}
+    move: registry.Move | None = None
     if verdict.promotes:
         def recheck(current: str | None) -> bool:
             if force:
@@ -137,7 +145,8 @@ def judge_version(cfg: Config, version: str, data: str | None = None,
 
         move, why = registry.promote(client, cfg, version,
                                      champion.version if champion else None, recheck,
-                                     kind="forced_promotion" if force else "manual_promotion")
+                                     kind="forced_promotion" if force else "manual_promotion",
+                                     decision_id=decision_id, reason=reason, trigger=trigger)
         if move is None:
             judged["verdict"] = gate.Verdict(gate.KEPT, False, why or "not promoted",
                                              judged["verdict"].checks)
@@ -145,16 +154,29 @@ def judge_version(cfg: Config, version: str, data: str | None = None,
     registry.tag_version(client, cfg.model, version,
                          {"decision": verdict.decision, "trigger": trigger,
                           **({"forced": "true"} if force and verdict.promotes else {})})
-    record = decision_record(cfg, trigger=trigger, trigger_reason=reason, cycle_id="",
+    record = decision_record(cfg, trigger=trigger, trigger_reason=reason,
+                             cycle_id=decision_id,
                              verdict=verdict, scores=judged["scores"],
                              champion=judged["champion"], challenger=challenger,
                              version=version, rows=rows, train_rows=None, holdout=holdout)
     record["kind"] = "forced_promotion" if force else "manual_promotion"
     record["forced"] = bool(force)
-    registry.record_event(client, cfg, record["kind"], {"record": record,
-                                                         "decision": record["decision"],
-                                                         "reason": record["reason"]})
+    record["move"] = _move_dict(move)
+    champion_version = record["champion"]["version"] if record["champion"] else None
+    registry.record_event(client, cfg, record["kind"], {
+        "record": record, "decision": record["decision"], "reason": record["reason"],
+        "trigger": trigger}, record="decision", version=version,
+        champion_before=champion_version,
+        champion_after=move.champion if move else champion_version, decision_id=decision_id)
     return record
+
+
+def _move_dict(move: registry.Move | None) -> dict[str, Any] | None:
+    """The alias move a decision made: what became champion and what it displaced."""
+    if move is None:
+        return None
+    return {"champion": move.champion, "previous": move.previous, "kind": move.kind,
+            "at": move.at}
 
 
 def _task_of_model(cfg: Config, model: Any, holdout: Dataset) -> str:
@@ -247,4 +269,12 @@ def _log_record(client: MlflowClient, run_id: str, record: dict[str, Any]) -> No
 
     client.log_dict(run_id, record, "decision.json")
     client.log_text(run_id, to_markdown(record), "decision.md")
+    champion = (record.get("champion") or {}).get("version")
+    move = record.get("move") or {}
+    # The decision tag last: history treats a cycle run without it as unfinished.
+    registry.tag_run(client, run_id, registry.summary_tags(
+        version=record["challenger"]["version"], champion_before=champion,
+        champion_after=move.get("champion") or champion,
+        reason=record.get("reason"), trigger=record.get("trigger"),
+        decision_id=record.get("cycle_id"), who=record.get("actor"), record="decision"))
     client.set_tag(run_id, f"{registry.PREFIX}decision", record["decision"])

@@ -316,17 +316,28 @@ def _fault(step: str) -> None:
 
 def move_champion(client: MlflowClient, cfg: Config, new_version: str,
                   old_version: str | None, kind: str,
-                  extra_tags: dict[str, Any] | None = None) -> Move:
-    """Journal, then move the aliases so that a champion is always in place."""
+                  extra_tags: dict[str, Any] | None = None, decision_id: str | None = None,
+                  reason: str | None = None, trigger: str | None = None) -> Move:
+    """Journal, then move the aliases so that a champion is always in place.
+
+    The move is recorded in the history (an event run) before the journal is cleared: a
+    crash before that point leaves the journal, and the repair records the move instead.
+    """
     name, alias = cfg.model, cfg.promote.alias
     new_version = str(new_version)
     old_version = str(old_version) if old_version is not None else None
     at = now_iso()
     journal = {"target": new_version, "previous": old_version, "kind": kind, "at": at,
-               "pid": os.getpid()}
+               "pid": os.getpid(), "actor": actor(), "decision_id": decision_id,
+               "reason": (reason or "")[:500] or None, "trigger": trigger}
     client.set_registered_model_tag(name, JOURNAL_TAG, json.dumps(journal))
     _fault("journaled")
     _apply(client, cfg, journal, extra_tags or {})
+    record_event(client, cfg, kind, {
+        "reason": reason, "trigger": trigger, "champion": new_version,
+        "previous": old_version, "decision_id": decision_id},
+        record="move", version=new_version, champion_before=old_version,
+        champion_after=new_version, decision_id=decision_id)
     client.delete_registered_model_tag(name, JOURNAL_TAG)
     _fault("cleared")
     log.info("%s: %s -> %s (%s)", name, old_version, new_version, alias)
@@ -355,12 +366,19 @@ def _apply(client: MlflowClient, cfg: Config, journal: dict[str, Any],
 
 
 def _legacy_transition(client: MlflowClient, name: str, new: str, old: str | None) -> None:
+    """The article's stages: new to Production, the old champion to Archived.
+
+    `archive_existing_versions` archives every other Production version in the same store
+    call, so the stage view never shows two Production versions, even after a crash.
+    """
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # stages are deprecated: the user opted in
-        client.transition_model_version_stage(name, new, LEGACY_PRODUCTION)
-        if old and old != new:
+        client.transition_model_version_stage(name, new, LEGACY_PRODUCTION,
+                                              archive_existing_versions=True)
+        if old and old != new and \
+                client.get_model_version(name, old).current_stage != LEGACY_ARCHIVED:
             client.transition_model_version_stage(name, old, LEGACY_ARCHIVED)
 
 
@@ -381,31 +399,43 @@ def pending_journal(client: MlflowClient, name: str) -> dict[str, Any] | None:
 
 
 def repair(client: MlflowClient, cfg: Config) -> Move | None:
-    """Finish a promotion a crash left half-done. Returns the move it finished, if any."""
+    """Finish a promotion a crash left half-done. Returns the move it finished, if any.
+
+    Every step of a journaled move is idempotent, so replaying the journal forward always
+    ends with the journal's target as champion and its `previous` one step away.
+    """
     journal = pending_journal(client, cfg.model)
     if journal is None:
         return None
     with promotion_lock(cfg):
-        journal = pending_journal(client, cfg.model)
+        journal = pending_journal(client, cfg.model)  # another process may have finished it
         if journal is None:
             return None
         if journal.get("target"):
             _apply(client, cfg, journal, {})
+        kind = journal.get("kind", "promotion")
+        move = Move(cfg.model, str(journal.get("target")), journal.get("previous"), "repair",
+                    now_iso())
+        # Recorded before the journal is cleared: a crash here repeats the repair, never
+        # loses it.
+        record_event(client, cfg, "repair", {
+            "reason": f"finished a half-done {kind} to version {journal.get('target')} "
+                      f"journaled at {journal.get('at')} by {journal.get('actor', 'unknown')} "
+                      f"(process {journal.get('pid')})",
+            "journal": journal, "champion": move.champion, "previous": move.previous},
+            record="repair", version=move.champion, champion_before=journal.get("previous"),
+            champion_after=move.champion, decision_id=journal.get("decision_id"),
+            trigger=journal.get("trigger"))
         client.delete_registered_model_tag(cfg.model, JOURNAL_TAG)
     log.warning("finished a half-done %s of %s to version %s (journal from %s)",
-                journal.get("kind", "promotion"), cfg.model, journal.get("target"),
-                journal.get("at"))
-    move = Move(cfg.model, str(journal.get("target")), journal.get("previous"), "repair",
-                now_iso())
-    record_event(client, cfg, "repair", {
-        "reason": f"finished a half-done {journal.get('kind', 'promotion')} "
-                  f"journaled at {journal.get('at')}",
-        "champion": move.champion, "previous": move.previous})
+                kind, cfg.model, journal.get("target"), journal.get("at"))
     return move
 
 
 def promote(client: MlflowClient, cfg: Config, new_version: str, judged_against: str | None,
-            recheck: Callable[[str | None], bool], kind: str) -> tuple[Move | None, str | None]:
+            recheck: Callable[[str | None], bool], kind: str, decision_id: str | None = None,
+            reason: str | None = None, trigger: str | None = None
+            ) -> tuple[Move | None, str | None]:
     """Move the champion alias to `new_version` under the lock.
 
     If the champion changed since the challenger was judged (another cycle promoted
@@ -421,19 +451,127 @@ def promote(client: MlflowClient, cfg: Config, new_version: str, judged_against:
                           "the re-check against it rejected this challenger")
         if current_version == str(new_version):
             return None, f"version {new_version} is already the champion"
-        move = move_champion(client, cfg, new_version, current_version, kind)
+        if kind == "first_champion" and current_version is not None:
+            kind = "promoted"  # judged as the first, re-checked against the champion of now
+        move = move_champion(client, cfg, new_version, current_version, kind,
+                             decision_id=decision_id, reason=reason, trigger=trigger)
         return move, None
 
 
+def rollback(client: MlflowClient, cfg: Config, reason: str, to: str | None = None) -> Move:
+    """Champion back to `previous` (or `to`); the displaced champion becomes `previous`.
+
+    Rolling back twice returns to where it started. Every check happens before the first
+    write, so a refused rollback leaves the registry as it was.
+    """
+    if not (reason or "").strip():
+        raise UserError("rollback needs --reason: say why the champion is rolled back")
+    if to is not None:
+        to = parse_version_ref(to, cfg.model)
+    if not model_exists(client, cfg.model):
+        raise UserError(f"model {cfg.model!r} is not registered: nothing to roll back")
+    repair(client, cfg)
+    with promotion_lock(cfg):
+        found = current_champion(client, cfg.model, cfg.promote.alias)
+        if found is None:
+            raise UserError(f"model {cfg.model!r} has no champion to roll back")
+        current = str(found[0].version)
+        if to is None:
+            target = aliases(client, cfg.model).get(PREVIOUS)
+            if target is None:
+                raise UserError(f"model {cfg.model!r} has no '{PREVIOUS}' version to roll back "
+                                "to; name one with --to VERSION")
+        else:
+            target = to
+        mv = get_version(client, cfg.model, target)
+        if str(mv.status) not in ("READY", "ModelVersionStatus.READY", "1"):
+            raise UserError(f"version {target} of {cfg.model!r} is not ready ({mv.status})")
+        if target == current:
+            raise UserError(f"version {target} is already the champion of {cfg.model!r}")
+        return move_champion(client, cfg, target, current, "rollback", reason=reason.strip(),
+                             trigger="rollback",
+                             extra_tags={"rolled_back_to_at": now_iso()})
+
+
+def parse_version_ref(ref: str, model: str) -> str:
+    """`3`, `v3` or `models:/<model>/3` -> "3"; another model's version is refused."""
+    text = str(ref).strip()
+    if text.startswith("models:/"):
+        name, _, number = text.removeprefix("models:/").rpartition("/")
+        if name != model:
+            raise UserError(f"{text} is a version of model {name!r}, not of {model!r}")
+        text = number
+    if text[:1] in ("v", "V") and text[1:].isdigit():
+        text = text[1:]
+    if not text.isdigit() or int(text) < 1:
+        raise UserError(f"not a model version: {ref!r} (expected a number like 3, or "
+                        f"models:/{model}/3)")
+    return str(int(text))
+
+
+def check_version_of_model(client: MlflowClient, cfg: Config, mv: ModelVersion) -> None:
+    """Refuse a version whose run was trained for another retrainer model."""
+    if not mv.run_id:
+        return
+    try:
+        tags = client.get_run(mv.run_id).data.tags
+    except Exception:  # noqa: BLE001 - a deleted run says nothing either way
+        return
+    owner = tags.get(f"{PREFIX}model")
+    if owner and owner != cfg.model:
+        raise UserError(f"version {mv.version} of {cfg.model!r} was trained by retrainer for "
+                        f"model {owner!r} (run {mv.run_id}); promote it in that model")
+
+
+# --------------------------------------------------------------------------- history records
+
+def summary_tags(*, decision: str | None = None, version: str | None = None,
+                 champion_before: str | None = None, champion_after: str | None = None,
+                 reason: str | None = None, trigger: str | None = None,
+                 decision_id: str | None = None, who: str | None = None,
+                 record: str | None = None) -> dict[str, str]:
+    """What `retrainer history` reads from a run's tags, so it never downloads artifacts."""
+    tags = {"at_ms": str(time.time_ns() // 1_000_000), "actor": who or actor(),
+            "record": record, "decision": decision, "version": version,
+            "champion_before": champion_before, "champion_after": champion_after,
+            "reason": (reason or "")[:4000] or None, "trigger": trigger,
+            "decision_id": decision_id}
+    return {f"{PREFIX}{k}": str(v) for k, v in tags.items() if v is not None}
+
+
+def tag_run(client: MlflowClient, run_id: str, tags: dict[str, str]) -> None:
+    """All tags in one store call (one HTTP request against a server)."""
+    from mlflow.entities import RunTag
+
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+
 def record_event(client: MlflowClient, cfg: Config, kind: str,
-                 payload: dict[str, Any]) -> str:
-    """A history record that is not a cycle (rollback, manual promotion, repair): a run."""
+                 payload: dict[str, Any], *, record: str = "decision",
+                 version: str | None = None, champion_before: str | None = None,
+                 champion_after: str | None = None, decision_id: str | None = None,
+                 trigger: str | None = None) -> str:
+    """A history record that is not a cycle (alias move, manual promotion, repair): a run.
+
+    `record` says what it is: ``decision`` (a judgement), ``move`` (an alias move) or
+    ``repair``; the summary tags let `retrainer history` list it from one search.
+    """
     from retrainer.training import experiment_id
 
-    body = {"model": cfg.model, "event": kind, "at": now_iso(), "actor": actor(), **payload}
-    run = client.create_run(experiment_id(cfg), tags={
-        f"{PREFIX}model": cfg.model, f"{PREFIX}kind": "event", f"{PREFIX}event": kind,
-        "mlflow.runName": f"{kind}-{cfg.model}"})
-    client.log_dict(run.info.run_id, body, "event.json")
+    body = {"model": cfg.model, "event": kind, "record": record, "at": now_iso(),
+            "actor": actor(), **payload}
+    tags = {f"{PREFIX}model": cfg.model, f"{PREFIX}kind": "event", f"{PREFIX}event": kind,
+            "mlflow.runName": f"{kind}-{cfg.model}",
+            **summary_tags(decision=payload.get("decision") or kind, version=version,
+                           champion_before=champion_before, champion_after=champion_after,
+                           reason=payload.get("reason"),
+                           trigger=trigger or payload.get("trigger"),
+                           decision_id=decision_id, record=record)}
+    run = client.create_run(experiment_id(cfg), tags=tags)
+    client.log_dict(run.info.run_id, _jsonable(body), "event.json")
     client.set_terminated(run.info.run_id)
     return run.info.run_id
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))

@@ -26,8 +26,22 @@ def model_status(cfg: Any) -> dict[str, Any]:
         doc[role] = _entry(client, cfg, versions[role]) if versions[role] else None
     if found and doc["champion"] is not None:
         doc["champion"]["known_by"] = found[1]
+        if not doc["champion"]["since"] and found[1] == "legacy_stage":
+            # A stage-only registry records no promotion time: the version's last update
+            # (its transition to Production, unless edited since) is the closest there is.
+            doc["champion"]["since"] = _ms_iso(found[0].last_updated_timestamp)
+            doc["champion"]["since_source"] = "last_updated (legacy stage)"
     doc["last_decision"] = last_decision(client, cfg)
+    doc["journal"] = registry.pending_journal(client, cfg.model)
     return doc
+
+
+def _ms_iso(ms: Any) -> str | None:
+    from datetime import datetime, timezone
+
+    if not ms:
+        return None
+    return datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc).isoformat(timespec="seconds")
 
 
 def _entry(client: Any, cfg: Any, version: str) -> dict[str, Any]:
@@ -49,33 +63,17 @@ def _entry(client: Any, cfg: Any, version: str) -> dict[str, Any]:
 
 
 def last_decision(client: Any, cfg: Any) -> dict[str, Any] | None:
-    exp = client.get_experiment_by_name(cfg.experiment_name)
-    if exp is None:
+    """The newest history entry: a cycle's decision, a manual promotion, rollback or repair."""
+    from retrainer.history import latest_decision
+
+    entry = latest_decision(client, cfg)
+    if entry is None:
         return None
-    runs = client.search_runs(
-        [exp.experiment_id],
-        filter_string=f"tags.`retrainer.model` = '{cfg.model}' and "
-                      "tags.`retrainer.kind` = 'cycle'",
-        order_by=["attributes.start_time DESC"], max_results=5)
-    for run in runs:
-        decision = run.data.tags.get(f"{registry.PREFIX}decision")
-        if not decision:
-            continue
-        try:
-            return client.download_artifacts(run.info.run_id, "decision.json") and \
-                _read_json(client.download_artifacts(run.info.run_id, "decision.json"))
-        except Exception:  # noqa: BLE001
-            return {"decision": decision, "run_id": run.info.run_id}
-    return None
-
-
-def _read_json(path: str) -> dict[str, Any]:
-    import json
-    from pathlib import Path
-
-    rec = json.loads(Path(path).read_text())
-    keep = ("decision", "reason", "trigger", "at", "cycle_id", "actor")
-    return {k: rec.get(k) for k in keep} | {"version": rec["challenger"]["version"]}
+    keep = ("decision", "what", "reason", "trigger", "at", "actor", "version",
+            "champion_before", "champion_after", "run_id")
+    return {k: entry.get(k) for k in keep} | {"cycle_id": entry.get("decision_id"),
+                                              "decision": entry.get("decision") or
+                                              entry["what"]}
 
 
 def _redact(uri: str | None) -> str | None:
