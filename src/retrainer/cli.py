@@ -407,6 +407,84 @@ def promote(
         _print_record(record)
 
 
+# --------------------------------------------------------------------------- watch
+
+@app.command()
+def watch(
+    config: ConfigOpt = None,
+    tracking_uri: TrackingOpt = None,
+    once: Annotated[bool, typer.Option(
+        "--once", help="Evaluate the triggers once, run what fired, exit (cron, Airflow).")] =
+    False,
+    now: Annotated[str | None, typer.Option(
+        "--now", help="Evaluate at this ISO-8601 moment instead of the clock.",
+        show_default=False)] = None,
+    interval: Annotated[float, typer.Option(
+        "--interval", min=0.1, help="Seconds between evaluations (daemon).")] = 60.0,
+    webhook_port: Annotated[int | None, typer.Option(
+        "--webhook-port", min=0, help="Receive signed MLflow registry webhooks on this port.",
+        show_default=False)] = None,
+    webhook_host: Annotated[str, typer.Option(
+        "--webhook-host", help="Address the webhook endpoint binds to.")] = "127.0.0.1",
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print JSON on stdout: one document (--once), or one line per "
+                       "evaluation that fired (daemon).")] = False,
+) -> None:
+    """Evaluate the triggers (schedule, drift, new version, performance); run cycles when
+    they fire. Without --once: a daemon, one per model, stopped by SIGTERM."""
+    from retrainer import triggers
+
+    cfg = _load(config, tracking_uri)
+    at = triggers.parse_now(now)
+    if once:
+        with _quiet_stdout():
+            result = triggers.watch_once(cfg, now=at)
+        _show_tick(result, as_json, quiet_if_idle=False)
+        if result.failures or result.abandoned:
+            raise typer.Exit(1)
+        return
+
+    def ready(url: str | None) -> None:
+        where = f"; webhooks: POST {url}" if url else ""
+        _console(stderr=True).print(f"watching {cfg.model} every {interval:g} s{where}")
+
+    with _quiet_stdout():
+        code = triggers.run_daemon(
+            cfg, interval=interval, now=at, webhook_port=webhook_port,
+            webhook_host=webhook_host, on_ready=ready,
+            on_tick=lambda result: _show_tick(result, as_json, quiet_if_idle=True))
+    raise typer.Exit(code)
+
+
+def _show_tick(result: Any, as_json: bool, quiet_if_idle: bool) -> None:
+    idle = not (result.fired or result.cycles or result.failures)
+    if as_json:
+        if not (idle and quiet_if_idle):
+            doc = result.to_json()
+            # --once prints one document; the daemon one line per evaluation (JSON Lines).
+            _STDOUT.write(json.dumps(doc, default=str, indent=None if quiet_if_idle else 2)
+                          + "\n")
+            _STDOUT.flush()
+    elif not (idle and quiet_if_idle):
+        console = _console()
+        stamp = result.now.isoformat(timespec="seconds")
+        if idle:
+            console.print(f"{stamp} nothing fired")
+        for fire in result.fired:
+            console.print(f"{stamp} fired [bold]{fire.trigger}[/bold]: {fire.reason}")
+        for rec in result.cycles:
+            console.print(f"  {rec['decision']}: version {rec['challenger']['version']} "
+                          f"(trigger {rec['trigger']}) — {rec['reason']}")
+    err = _console(stderr=True)
+    for failure in result.failures:
+        retry = f"; retry after {failure['retry_at']}" if failure["retry_at"] else \
+            "; giving up"
+        err.print(f"error: the {failure['trigger']} cycle failed (attempt "
+                  f"{failure['attempt']} of {failure['max_attempts']}): {failure['error']}{retry}")
+    if result.abandoned:
+        err.print("abandoned the cycle in progress (a second SIGTERM); it is retried later")
+
+
 # --------------------------------------------------------------------------- entry point
 
 def main() -> None:
