@@ -1382,6 +1382,7 @@ class ServingApp:
             "scoring_path": model.mode if model else None,
             "last_poll": _now_iso(self.last_poll) if self.last_poll else None,
             "poll_seconds": self.poll_seconds,
+            "pid": self._pid,  # each uvicorn worker follows the alias on its own
             "problems": problems,
             "failed_version": (
                 {
