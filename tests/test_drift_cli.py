@@ -1,0 +1,119 @@
+"""`retrainer drift` end to end: a real cycle on a temp sqlite store, then drift checks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import run_cli
+from retrainer.config import load
+from retrainer.drift import champion_drift
+from retrainer.errors import UserError
+from retrainer.project import write_example
+
+SHIFTED = ["age", "bmi", "bp", "s1", "s5", "s6"]  # 6 of 10 columns: over drift.share 0.5
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, store_template: Path) -> Path:
+    """One real cycle (first champion) for the whole module; tests only read it."""
+    project = tmp_path_factory.mktemp("drift-project")
+    write_example(project, "diabetes")
+    shutil.copyfile(store_template, project / "mlflow.db")
+    result = run_cli("run", "--json", cwd=project)
+    assert result.code == 0, result.stderr
+    assert result.json()["decision"] == "first_champion"
+    full = pd.read_csv(project / "data" / "diabetes.csv")
+    features = full.drop(columns=["target"])
+    features.to_csv(project / "same.csv", index=False)
+    shifted = features.copy()
+    for col in SHIFTED:
+        shifted[col] += shifted[col].std()  # +1 sd
+    shifted.to_csv(project / "shifted.csv", index=False)
+    return project
+
+
+def test_drift_json_on_shifted_data(trained: Path, cli) -> None:
+    out = cli(
+        "drift",
+        "--data",
+        "shifted.csv",
+        "--json",
+        "--fail-on-drift",
+        "--html",
+        "report.html",
+        cwd=trained,
+    )
+    assert out.code == 3, out.stderr  # --fail-on-drift and the dataset drifted
+    doc = out.json()
+    assert set(doc) == {"dataset_drift", "columns", "prediction", "share_drifted", "rows"}
+    assert doc["dataset_drift"] is True
+    flagged = sorted(c["column"] for c in doc["columns"] if c["drifted"])
+    assert flagged == sorted(SHIFTED)
+    assert doc["share_drifted"] == pytest.approx(0.6)
+    assert doc["rows"] == {"reference": 331, "current": 442}  # the champion's training rows
+    for col in doc["columns"]:
+        assert col["statistic"] == "psi"
+        assert (col["value"] > col["threshold"]) == col["drifted"]
+    # Champion predictions on the shifted rows move too.
+    assert doc["prediction"]["column"] == "prediction" and doc["prediction"]["drifted"]
+    page = (trained / "report.html").read_text()
+    for col in ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6", "prediction"]:
+        assert f"<h3>{col} " in page
+
+
+def test_drift_on_undrifted_data_exits_0_with_a_table(trained: Path, cli) -> None:
+    out = cli("drift", "--data", "same.csv", "--fail-on-drift", cwd=trained)
+    assert out.code == 0, out.stderr
+    assert "Drift against champion version 1" in out.stdout
+    assert "no dataset drift" in out.stdout
+    assert "bmi" in out.stdout
+
+
+def test_drift_bad_input_exits_2_and_empty_data_is_a_user_error(trained: Path, cli) -> None:
+    out = cli("drift", "--data", "missing.csv", "--json", cwd=trained)
+    assert out.code == 2
+    assert out.stdout == ""
+    assert len(out.stderr.strip().splitlines()) == 1 and "not found" in out.stderr
+    (trained / "empty.csv").write_text("age,sex,bmi\n")
+    cfg = load(trained / "retrainer.yaml")
+    with pytest.raises(UserError, match="no rows"):
+        champion_drift(cfg, str(trained / "empty.csv"))
+
+
+def test_findings_and_a_version_without_profile(trained: Path) -> None:
+    # Strings in a numeric column, a missing column, an all-empty column: findings.
+    cur = pd.read_csv(trained / "same.csv").drop(columns=["s3"])
+    cur["s4"] = np.nan
+    cur["bmi"] = cur["bmi"].astype(object)
+    cur.loc[:20, "bmi"] = "unknown"
+    cur.to_csv(trained / "odd.csv", index=False)
+    cfg = load(trained / "retrainer.yaml")
+    result = champion_drift(cfg, str(trained / "odd.csv"))
+    by_name = {c["column"]: c for c in result.report.to_dict()["columns"]}
+    assert by_name["s3"]["drifted"] and "missing" in by_name["s3"]["note"]
+    assert by_name["s4"]["drifted"] and "all values are missing" in by_name["s4"]["note"]
+    assert by_name["bmi"]["drifted"] and "not numbers" in by_name["bmi"]["note"]
+    assert result.report.prediction is None  # the model lacks an input column
+    assert any("lacks model input columns" in n for n in result.notes)
+
+    # An older version logged without a profile: rebuilt from its logged training input.
+    profiles = list(trained.rglob("reference_profile.json"))
+    assert len(profiles) == 1
+    saved = profiles[0].read_text()
+    logged = json.loads(saved)
+    profiles[0].unlink()
+    try:
+        rebuilt = champion_drift(cfg, str(trained / "same.csv"))
+    finally:
+        profiles[0].write_text(saved)  # the module's other tests share this store
+    assert rebuilt.profile_source.startswith("rebuilt from")
+    # The fingerprints pick exactly the champion's training rows again.
+    assert rebuilt.profile["rows"] == logged["rows"] == 331
+    assert rebuilt.profile["columns"]["bmi"]["counts"] == logged["columns"]["bmi"]["counts"]
+    assert not rebuilt.report.dataset_drift
