@@ -91,8 +91,7 @@ def fit(cfg: Config, train: Dataset) -> tuple[Any, float]:
         try:
             model = func(train.X, train.y, params) if n_args >= 3 else func(train.X, train.y)
         except Exception as err:  # noqa: BLE001 - the team's code: show its message
-            raise UserError(f"train.entrypoint {spec} raised {type(err).__name__}: "
-                            f"{str(err).splitlines()[0] if str(err) else ''}") from None
+            raise UserError(_fit_error(f"train.entrypoint {spec}", train, err)) from None
         if model is None or not hasattr(model, "predict"):
             raise UserError(f"train.entrypoint {spec} must return a fitted model with .predict(), "
                             f"got {type(model).__name__}")
@@ -104,11 +103,12 @@ def _fit_error(path: str, train: Dataset, err: Exception) -> str:
 
     text_cols = [c for c in train.features
                  if not pd.api.types.is_numeric_dtype(train.frame[c].dtype)]
-    msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-    if text_cols:
-        return (f"{path} cannot fit feature column {text_cols[0]!r} "
+    msg = f"{type(err).__name__}: {str(err).splitlines()[0]}" if str(err) \
+        else type(err).__name__
+    if text_cols and isinstance(err, ValueError | TypeError) and "convert" in str(err):
+        return (f"{path} cannot take feature column {text_cols[0]!r} "
                 f"({train.frame[text_cols[0]].dtype}): {msg}; encode it, e.g. with a Pipeline")
-    return f"{path} failed to fit: {msg}"
+    return f"{path} raised {msg}"
 
 
 def task_of(cfg: Config, model: Any, y: Any) -> str:
@@ -276,9 +276,7 @@ def _dataset_source(source: str) -> str | None:
 def _reference_profile(cfg: Config, train: Dataset, holdout_pred: Any) -> dict | None:
     try:
         from retrainer import drift
-    except ImportError:
-        return None
-    try:
+
         return drift.build_profile(train.X, holdout_pred, bins=cfg.drift.bins)
     except Exception as err:  # noqa: BLE001 - drift is an add-on to the cycle
         log.warning("could not build the reference profile: %s", err)
