@@ -205,6 +205,11 @@ class ProcessServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> ProcessServer:
+        self.start()
+        return self.wait()
+
+    def start(self) -> ProcessServer:
+        """Launch without waiting (start several, then ``wait`` for each)."""
         self.proc = subprocess.Popen(
             self.argv,
             env=self.env,
@@ -212,6 +217,11 @@ class ProcessServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        return self
+
+    def wait(self) -> ProcessServer:
+        """Block until the ready path answers 200; stop the server and fail otherwise."""
+        assert self.proc is not None
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
