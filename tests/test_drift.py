@@ -12,6 +12,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from retrainer import drift
 from retrainer.errors import UserError
@@ -408,3 +410,34 @@ def test_html_report_is_self_contained_and_has_every_column(tmp_path) -> None:
     out = tmp_path / "drift.html"
     out.write_text(page)
     assert math.isfinite(out.stat().st_size)
+
+
+# ------------------------------------------------------------------------ properties
+
+_cells = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=32),
+    st.integers(-5, 5).map(float),
+    st.just(np.nan),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    ref=st.lists(_cells, min_size=1, max_size=60),
+    cur=st.lists(st.one_of(_cells, st.sampled_from(["x", "", "1e3"])), min_size=1, max_size=60),
+    bins=st.integers(2, 12),
+)
+def test_any_values_give_a_json_report_not_an_exception(ref, cur, bins) -> None:
+    profile = drift.build_profile(pd.DataFrame({"v": ref, 1: ref}), bins=bins)
+    profile = json.loads(json.dumps(profile, allow_nan=False))
+    col = profile["columns"]["v"]
+    assert sum(col["counts"]) + col["missing"] == len(ref)
+    current = pd.DataFrame({"v": pd.Series(cur, dtype=object), 1: pd.Series(cur, dtype=object)})
+    report = drift.compare(profile, current)
+    doc = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    assert [c["column"] for c in doc["columns"]] == ["v", "1"]
+    for c in doc["columns"]:
+        if c["value"] is not None:
+            assert c["value"] >= -1e-12
+        n_text = sum(isinstance(v, str) and v not in ("1e3",) for v in cur)
+        assert ("invalid_values" in c["reasons"]) == (n_text > 0)

@@ -80,6 +80,8 @@ def build_profile(
     if bins < 2:
         raise UserError(f"drift profile needs at least 2 bins, got {bins}")
     n = len(df)
+    if len({str(c) for c in df.columns}) < len(df.columns):
+        raise UserError("reference data has duplicate column names")
     rng = np.random.default_rng(seed)
     sample_idx = _sample_index(n, max_rows, rng)
     columns = {str(name): _profile_column(df[name], bins, sample_idx) for name in df.columns}
@@ -182,11 +184,19 @@ def _profile_numeric(s: pd.Series, bins: int, sample_idx: np.ndarray | None) -> 
             "quantiles": None,
         }
     probs = np.linspace(0.0, 1.0, bins + 1)[1:-1]
-    inner = np.unique(np.quantile(sample, probs))
+    # +-inf values belong in the outer bins; interpolating next to them gives nan.
+    with np.errstate(invalid="ignore"):
+        inner = np.unique(np.quantile(sample, probs))
     inner = inner[np.isfinite(inner)]
     counts = _bin_counts(x, inner, missing)
-    mean = float(np.mean(valid))
-    std = float(np.std(valid, ddof=1)) if n_valid > 1 else 0.0
+    # Moments and the quantile sketch describe the finite values.
+    finite = valid[np.isfinite(valid)]
+    finite_sample = sample[np.isfinite(sample)]
+    mean = float(np.mean(finite)) if len(finite) else math.nan
+    std = float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
+    sketch = (
+        [float(q) for q in np.quantile(finite_sample, SKETCH_PROBS)] if len(finite_sample) else None
+    )
     return {
         "kind": "numeric",
         "dtype": str(s.dtype),
@@ -197,7 +207,7 @@ def _profile_numeric(s: pd.Series, bins: int, sample_idx: np.ndarray | None) -> 
         "counts": [int(c) for c in counts],
         "mean": _finite_or_none(mean),
         "std": _finite_or_none(std),
-        "quantiles": [float(q) for q in np.quantile(sample, SKETCH_PROBS)],
+        "quantiles": sketch,
     }
 
 
@@ -301,9 +311,10 @@ def _observe_numeric(s: pd.Series, col: Mapping, sample_rows: np.ndarray | None)
     n_nan = int(nan.sum())
     inner = _inner_edges(col)
     counts = _bin_counts(x, inner, n_nan)
-    valid = x[~nan] if n_nan else x
+    finite = np.isfinite(x)
+    valid = x if finite.all() else x[finite]
     sub = x if sample_rows is None else x[sample_rows]
-    sub = np.sort(sub[~np.isnan(sub)])
+    sub = np.sort(sub[np.isfinite(sub)])
     mean = float(valid.mean()) if len(valid) else None
     std = float(valid.std(ddof=1)) if len(valid) > 1 else None
     return Observed(
@@ -445,14 +456,18 @@ def compare(
     m = len(current)
     rng = np.random.default_rng(seed)
     sample_rows = None if m <= SUBSAMPLE_ROWS else rng.choice(m, SUBSAMPLE_ROWS, replace=False)
+    # Profiles key columns by str(name): find current columns the same way.
+    by_name = {str(c): c for c in current.columns}
+    if len(by_name) < len(current.columns):
+        raise UserError("current data has duplicate column names")
     observed: dict[str, Observed | None] = {}
     for name, col in profile["columns"].items():
-        if name not in current.columns:
+        if name not in by_name:
             observed[name] = None
         elif col["kind"] == "numeric":
-            observed[name] = _observe_numeric(current[name], col, sample_rows)
+            observed[name] = _observe_numeric(current[by_name[name]], col, sample_rows)
         else:
-            observed[name] = _observe_categorical(current[name], col)
+            observed[name] = _observe_categorical(current[by_name[name]], col)
     pred_obs = None
     if predictions is not None and profile.get("prediction"):
         pred = _predictions_series(predictions)
