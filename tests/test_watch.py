@@ -1,0 +1,229 @@
+"""`retrainer watch --once` on a real embedded store: each trigger fires a real cycle.
+
+Time is injected with `--now` / `now=`; nothing sleeps. Restarts are new processes (the
+CLI) or new Watcher objects with fresh clients: state lives only in the tracking store.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import edit_config, registry_snapshot, run_cli
+from retrainer.config import load
+from retrainer.triggers import watch_once
+from watch_helpers import (
+    FEATURES,
+    copy_project,
+    events,
+    make_champion_project,
+    register_plain,
+    watch_state,
+)
+
+NOTHING = {"fired": [], "cycles": []}
+MON_0000 = "2024-01-01T00:00:00+00:00"
+MON_0300 = "2024-01-01T03:00:00+00:00"
+
+
+def _t(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+@pytest.fixture(scope="module")
+def champion_project(tmp_path_factory: pytest.TempPathFactory, store_template: Path) -> Path:
+    return make_champion_project(tmp_path_factory.mktemp("watch-champion"), store_template)
+
+
+@pytest.fixture
+def proj(champion_project: Path, tmp_path: Path) -> Path:
+    return copy_project(champion_project, tmp_path / "proj")
+
+
+def _shifted(proj: Path, sd: float = 0.85) -> pd.DataFrame:
+    """The diabetes rows with every numeric feature moved by `sd` standard deviations."""
+    frame = pd.read_csv(proj / "data" / "diabetes.csv")
+    for col in FEATURES:
+        if col != "sex":
+            frame[col] = frame[col] + sd * frame[col].std()
+    return frame
+
+
+# ----------------------------------------------------------------------------- drift
+
+def test_drifted_data_fires_exactly_one_cycle_and_a_rerun_fires_nothing(proj: Path) -> None:
+    edit_config(proj, triggers={"drift": {"data": "data/current.csv"}})
+    current = proj / "data" / "current.csv"
+
+    # Undrifted: the same distribution the champion trained on.
+    pd.read_csv(proj / "data" / "diabetes.csv").to_csv(current, index=False)
+    assert watch_once(load(proj / "retrainer.yaml"), now=_t(MON_0000)).to_json() == NOTHING
+    assert watch_state(proj)["drift"]["verdict"] is False
+
+    _shifted(proj).to_csv(current, index=False)
+    before = registry_snapshot(proj)
+    result = run_cli("watch", "--once", "--json", "--now", MON_0300, cwd=proj)
+    assert result.code == 0, result.stderr
+    doc = result.json()
+    assert set(doc) == {"fired", "cycles"}
+    assert [f["trigger"] for f in doc["fired"]] == ["drift"]
+    reason = doc["fired"][0]["reason"]
+    assert re.search(r"PSI [0-9.]+ on bmi > [0-9.]+", reason), reason
+    assert len(doc["cycles"]) == 1
+    record = doc["cycles"][0]
+    assert record["trigger"] == "drift" and record["trigger_reason"] == reason
+    assert record["champion"]["version"] == "1"
+    assert record["challenger"]["version"] == "2"
+    after = registry_snapshot(proj)
+    assert len(after["versions"]) == len(before["versions"]) + 1
+
+    # A restart at the same moment fires nothing, and neither does a later moment with
+    # the same rows (a retrain already answered them).
+    again = run_cli("watch", "--once", "--json", "--now", MON_0300, cwd=proj)
+    assert again.code == 0, again.stderr
+    assert again.json() == NOTHING
+    later = watch_once(load(proj / "retrainer.yaml"), now=_t("2024-01-02T00:00:00+00:00"))
+    assert later.to_json() == NOTHING
+    assert registry_snapshot(proj) == after
+
+
+# ----------------------------------------------------------------------------- new version
+
+def test_versions_registered_by_plain_mlflow_are_judged_promoted_or_rejected(proj: Path) -> None:
+    from sklearn.dummy import DummyRegressor
+    from sklearn.linear_model import LinearRegression
+
+    edit_config(proj, triggers={"new_version": {"poll_seconds": 60}})
+    uri = f"sqlite:///{proj / 'mlflow.db'}"
+    data = proj / "data" / "diabetes.csv"
+    worse = register_plain(uri, DummyRegressor(), data, proj / "ds-artifacts")
+    better = register_plain(uri, LinearRegression(), data, proj / "ds-artifacts")
+    assert (worse, better) == ("2", "3")
+
+    result = run_cli("watch", "--once", "--json", "--now", MON_0300, cwd=proj)
+    assert result.code == 0, result.stderr
+    doc = result.json()
+    assert [(f["trigger"], f["reason"].split(" of ")[0]) for f in doc["fired"]] == [
+        ("new_version", "version 2"), ("new_version", "version 3")]
+    assert "registered outside retrainer" in doc["fired"][0]["reason"]
+    decisions = {c["challenger"]["version"]: c["decision"] for c in doc["cycles"]}
+    assert decisions == {"2": "kept_champion", "3": "promoted"}
+    assert all(c["trigger"] == "new_version" for c in doc["cycles"])
+
+    snap = registry_snapshot(proj)
+    assert snap["aliases"]["champion"] == "3" and snap["aliases"]["previous"] == "1"
+    tags = {v: dict(t) for v, t, _stage in snap["versions"]}
+    assert tags["2"]["retrainer.decision"] == "kept_champion"
+    assert tags["3"]["retrainer.trigger"] == "new_version"
+    assert watch_state(proj)["new_version"]["last_seen"] == 3
+
+    again = watch_once(load(proj / "retrainer.yaml"), now=_t("2024-01-01T04:00:00+00:00"))
+    assert again.to_json() == NOTHING
+    assert registry_snapshot(proj) == snap
+
+
+# ----------------------------------------------------------------------------- schedule
+
+def test_schedule_fires_once_per_slot_across_restarts(proj: Path) -> None:
+    edit_config(proj, triggers={"schedule": {"cron": "0 3 * * 1", "timezone": "UTC"}})
+    # Each call loads the config and connects anew: a restart, state only in the store.
+    def tick(moment: str) -> dict:
+        return watch_once(load(proj / "retrainer.yaml"), now=_t(moment)).to_json()
+
+    assert tick(MON_0000) == NOTHING            # the first watch starts the clock
+    assert tick("2024-01-01T02:59:59+00:00") == NOTHING
+    fired = tick(MON_0300)
+    assert [f["trigger"] for f in fired["fired"]] == ["schedule"]
+    assert fired["cycles"][0]["trigger"] == "schedule"
+    assert fired["cycles"][0]["trigger_reason"].startswith("cron '0 3 * * 1' (UTC) slot ")
+    assert fired["cycles"][0]["decision"] == "promoted"  # the article: all rows beat v1
+    assert tick(MON_0300) == NOTHING
+    assert tick("2024-01-05T00:00:00+00:00") == NOTHING
+    state = watch_state(proj)["schedule"]
+    assert state["last_slot"] == MON_0300
+    assert registry_snapshot(proj)["aliases"]["champion"] == "2"
+
+
+# ----------------------------------------------------------------------------- performance
+
+def test_performance_decay_on_labelled_feedback_fires_a_cycle(proj: Path) -> None:
+    feedback = proj / "data" / "feedback.csv"
+    edit_config(proj, triggers={"performance": {"data": "data/feedback.csv",
+                                                "max_degradation": 0.10}})
+    rows = pd.read_csv(proj / "data" / "diabetes.csv").sample(120, random_state=3)
+    rows.to_csv(feedback, index=False)
+    cfg = load(proj / "retrainer.yaml")
+    assert watch_once(cfg, now=_t(MON_0000)).to_json() == NOTHING
+    perf = watch_state(proj)["performance"]
+    assert perf["metric"] == "mse" and perf["degradation"] <= 0.10
+
+    # The world changed: outcomes drift away from what the champion predicts.
+    decayed = rows.copy()
+    decayed["target"] = decayed["target"] * 1.3 + 25
+    decayed.to_csv(feedback, index=False)
+    doc = watch_once(load(proj / "retrainer.yaml"), now=_t(MON_0300)).to_json()
+    assert [f["trigger"] for f in doc["fired"]] == ["performance"]
+    reason = doc["fired"][0]["reason"]
+    assert re.match(r"mse [0-9,.]+ on 120 labelled feedback rows vs [0-9,.]+ on the "
+                    r"champion's holdout \(version 1\): [0-9.]+% worse > 10% allowed", reason), \
+        reason
+    assert len(doc["cycles"]) == 1 and doc["cycles"][0]["trigger"] == "performance"
+    assert watch_once(load(proj / "retrainer.yaml"), now=_t(MON_0300)).to_json() == NOTHING
+
+
+# ----------------------------------------------------------------------------- failures
+
+BROKEN = '''
+def train(X, y, params):
+    raise RuntimeError("feature store unavailable")
+'''
+
+
+def test_a_failing_cycle_is_recorded_and_retried_with_backoff(proj: Path) -> None:
+    (proj / "broken.py").write_text(BROKEN)
+    edit_config(proj, triggers={"schedule": {"cron": "0 3 * * 1", "timezone": "UTC"},
+                                "backoff_seconds": 60},
+                train={"entrypoint": "broken.py:train"})
+    assert watch_once(load(proj / "retrainer.yaml"), now=_t(MON_0000)).to_json() == NOTHING
+    before = registry_snapshot(proj)
+
+    failed = run_cli("watch", "--once", "--json", "--now", MON_0300, cwd=proj)
+    assert failed.code == 1, failed.stderr
+    assert [f["trigger"] for f in failed.json()["fired"]] == ["schedule"]
+    assert failed.json()["cycles"] == []
+    assert "feature store unavailable" in failed.stderr
+    assert "retry after 2024-01-01T03:01:00+00:00" in failed.stderr
+    assert registry_snapshot(proj) == before
+    [event] = events(proj, "cycle_failed")
+    assert event["trigger"] == "schedule" and event["attempt"] == 1
+    assert "feature store unavailable" in event["error"]
+    [pending] = watch_state(proj)["pending"]
+    assert pending["attempt"] == 1 and pending["next_at"] == "2024-01-01T03:01:00+00:00"
+
+    # Not before the backoff, and never twice for one moment.
+    cfg = load(proj / "retrainer.yaml")
+    assert watch_once(cfg, now=_t("2024-01-01T03:00:30+00:00")).to_json() == NOTHING
+
+    # The team fixed their script: the retry runs the cycle, with the original reason.
+    edit_config(proj, train={"entrypoint": "train.py:train"})
+    retried = watch_once(load(proj / "retrainer.yaml"), now=_t("2024-01-01T03:01:00+00:00"))
+    doc = retried.to_json()
+    assert [f["trigger"] for f in doc["fired"]] == ["schedule"]
+    assert doc["fired"][0]["reason"].startswith("retry 2 of 5: cron '0 3 * * 1'")
+    assert len(doc["cycles"]) == 1 and doc["cycles"][0]["trigger"] == "schedule"
+    assert watch_state(proj)["pending"] == []
+
+
+def test_a_trigger_that_cannot_be_evaluated_exits_2_and_writes_nothing(proj: Path) -> None:
+    edit_config(proj, triggers={"drift": {"data": "data/not-there.parquet"}})
+    before = registry_snapshot(proj)
+    result = run_cli("watch", "--once", "--json", cwd=proj)
+    assert result.code == 2, result.stderr
+    assert result.stdout == ""
+    assert "not-there.parquet" in result.stderr and "Traceback" not in result.stderr
+    assert registry_snapshot(proj) == before
+    assert watch_state(proj) == {}
