@@ -129,6 +129,7 @@ class LoadedModel:
     pyfunc: Any
     loaded_at: float
     input_schema: Any
+    model_path: str = ""  # the downloaded MLflow model folder (inside local_dir)
     mode: str = "pyfunc"  # "sklearn-numpy" | "sklearn-frame" | "pyfunc"
     columns: tuple[str, ...] | None = None  # named numeric signature, in order
     int_columns: tuple[int, ...] = ()
@@ -464,6 +465,7 @@ def load_version(
             loaded_at=time.time(),
             input_schema=pyfunc.metadata.get_input_schema(),
             has_params=pyfunc.metadata.get_params_schema() is not None,
+            model_path=path,
         )
         _plan_fast_path(model)
         _check_model(model, meta, path)
