@@ -238,3 +238,45 @@ def test_a_cycle_with_an_unloadable_champion_column_writes_nothing(project: Path
     with pytest.raises(UserError, match="bmi"):
         run_cycle(load(project / "retrainer.yaml"), data=str(path))
     assert registry_snapshot(project) == before
+
+
+def test_skops_untrusted_types_are_trusted_for_the_teams_estimator(project: Path) -> None:
+    # HistGradientBoosting holds TreePredictor objects that skops does not trust by default.
+    edit_config(project, replace=("train",), gate={"all_metrics_improve": False},
+                train={"estimator": "sklearn.ensemble.HistGradientBoostingRegressor",
+                       "params": {"max_iter": 20, "random_state": 0}})
+    cfg = load(project / "retrainer.yaml")
+    run_cycle(cfg, data=_week_ago(project))
+    record = run_cycle(cfg)  # loads version 1 back from the registry to score it
+    assert record["champion"]["version"] == "1"
+    assert record["champion"]["metrics"]["rmse"] > 0
+
+
+def test_entrypoint_with_the_teams_own_model_class(project: Path) -> None:
+    (project / "train.py").write_text(
+        "import numpy as np\n"
+        "from sklearn.linear_model import Ridge\n\n\n"
+        "class ShrunkRidge:\n"
+        "    \"\"\"A team's own wrapper class, defined in the training script.\"\"\"\n\n"
+        "    def __init__(self, model, shrink):\n"
+        "        self.model, self.shrink = model, shrink\n\n"
+        "    def predict(self, X):\n"
+        "        return np.asarray(self.model.predict(X)) * self.shrink\n\n\n"
+        "def train(X, y, params):\n"
+        "    return ShrunkRidge(Ridge(alpha=params['alpha']).fit(X, y), 1.0)\n")
+    cfg = load(project / "retrainer.yaml")
+    run_cycle(cfg, data=_week_ago(project))
+    record = run_cycle(cfg)
+    assert record["champion"]["metrics"]["mse"] == pytest.approx(3185.98, rel=REL)
+
+
+@pytest.mark.spark
+def test_spark_table_source(project: Path) -> None:
+    pytest.importorskip("pyspark")
+    from retrainer.data import read_source
+
+    frame = pd.read_csv(project / "data" / "diabetes.csv")
+    frame.to_parquet(project / "data" / "diabetes.parquet")
+    got = read_source(f"spark:{project / 'data' / 'diabetes.parquet'}", project)
+    assert got.shape == frame.shape
+    np.testing.assert_allclose(got["bmi"].to_numpy(), frame["bmi"].to_numpy())

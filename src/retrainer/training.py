@@ -116,8 +116,12 @@ def task_of(cfg: Config, model: Any, y: Any) -> str:
         return cfg.train.task
     from sklearn.base import is_classifier
 
-    if is_classifier(model):
-        return "classification"
+    try:
+        if is_classifier(model):
+            return "classification"
+    except Exception:  # noqa: BLE001 - the team's own class need not be an sklearn estimator
+        if hasattr(model, "predict_proba") or hasattr(model, "classes_"):
+            return "classification"
     import pandas as pd
 
     if not pd.api.types.is_numeric_dtype(y.dtype) or pd.api.types.is_bool_dtype(y.dtype):
