@@ -560,6 +560,8 @@ class Watcher:
             except Abandoned:
                 result.abandoned = True
                 break
+        log.info("watch at %s: %d fired, %d cycle(s), %d failure(s)", now_key,
+                 len(result.fired), len(result.cycles), len(result.failures))
         return result
 
     def _check(self, name: str, state: dict[str, Any],

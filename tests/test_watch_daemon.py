@@ -1,0 +1,413 @@
+"""The `retrainer watch` daemon as a real process: lock, SIGTERM/SIGKILL mid-cycle, webhooks.
+
+Real stores, real HTTP on loopback, real signals. Waiting is done by polling for an
+observable event (a file the training script writes, a line on stderr, an HTTP answer)
+with a generous deadline; nothing asserts on how long anything took.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import edit_config, registry_snapshot, run_cli
+from retrainer import triggers
+from retrainer.config import load
+from retrainer.triggers import watch_once
+from watch_helpers import (
+    copy_project,
+    events,
+    make_champion_project,
+    register_plain,
+    watch_state,
+)
+
+MON_0000 = "2024-01-01T00:00:00+00:00"
+MON_0300 = "2024-01-01T03:00:00+00:00"
+SECRET_ENV = "RETRAINER_TEST_WEBHOOK_SECRET"
+SECRET = "whsec-test-" + uuid.uuid4().hex
+DEADLINE = 180.0
+
+SLOW_TRAIN = '''
+import os
+import time
+from pathlib import Path
+
+from sklearn.linear_model import Ridge
+
+
+def train(X, y, params):
+    """Like train.py, but waits for a `go` file: the test kills the daemon meanwhile."""
+    here = Path(__file__).parent
+    (here / "started").write_text(str(os.getpid()))
+    while not (here / "go").exists():
+        time.sleep(0.02)
+    return Ridge(**params).fit(X, y)
+'''
+
+
+@pytest.fixture(scope="module")
+def champion_project(tmp_path_factory: pytest.TempPathFactory, store_template: Path) -> Path:
+    return make_champion_project(tmp_path_factory.mktemp("daemon-champion"), store_template)
+
+
+@pytest.fixture
+def proj(champion_project: Path, tmp_path: Path) -> Path:
+    return copy_project(champion_project, tmp_path / "proj")
+
+
+class Daemon:
+    """`retrainer watch …` in the background, output in files (no pipe can fill up)."""
+
+    def __init__(self, cwd: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.out, self.err = cwd / f"daemon-{uuid.uuid4().hex[:6]}.out", None
+        self.err = self.out.with_suffix(".err")
+        full_env = {**os.environ, "RETRAINER_VERBOSE": "1", **(env or {})}
+        full_env.pop("MLFLOW_TRACKING_URI", None)
+        with open(self.out, "w") as out, open(self.err, "w") as err:
+            self.proc = subprocess.Popen([sys.executable, "-m", "retrainer", "watch", *args],
+                                         cwd=cwd, stdout=out, stderr=err, env=full_env)
+
+    @property
+    def stdout(self) -> str:
+        return self.out.read_text()
+
+    @property
+    def stderr(self) -> str:
+        return self.err.read_text()
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = DEADLINE) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
+def wait_for(check: Callable[[], Any], what: str, daemon: Daemon | None = None,
+             deadline: float = DEADLINE) -> Any:
+    """Poll until `check()` is truthy; fail with the daemon's stderr if it dies or never is."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        value = check()
+        if value:
+            return value
+        if daemon is not None and daemon.proc.poll() is not None:
+            pytest.fail(f"daemon exited ({daemon.proc.returncode}) before {what}:\n"
+                        f"{daemon.stderr[-3000:]}")
+        time.sleep(0.05)
+    pytest.fail(f"gave up waiting for {what}" +
+                (f":\n{daemon.stderr[-3000:]}" if daemon else ""))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _t(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _schedule(proj: Path, **extra: Any) -> None:
+    edit_config(proj, triggers={"schedule": {"cron": "0 3 * * 1", "timezone": "UTC"},
+                                "backoff_seconds": 60}, **extra)
+    # The first watch starts the clock, so the daemons below fire at their --now.
+    assert watch_once(load(proj / "retrainer.yaml"), now=_t(MON_0000)).fired == []
+
+
+# ----------------------------------------------------------------------------- lock
+
+def test_one_watcher_per_model_and_sigterm_stops_an_idle_daemon(proj: Path) -> None:
+    _schedule(proj)
+    daemon = Daemon(proj, "--interval", "3600")
+    try:
+        wait_for(lambda: "watching diabetes-ridge" in daemon.stderr, "the daemon to start",
+                 daemon)
+        second = run_cli("watch", "--once", "--json", cwd=proj)
+        assert second.code == 2, second.stderr
+        assert "another `retrainer watch` is already running for model 'diabetes-ridge'" \
+            in second.stderr
+        assert f"pid {daemon.proc.pid}" in second.stderr
+        assert second.stdout == ""
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait() == 0, daemon.stderr
+    finally:
+        daemon.stop()
+    # The lock went with the daemon.
+    assert watch_once(load(proj / "retrainer.yaml"), now=_t(MON_0000)).fired == []
+
+
+# ----------------------------------------------------------------------------- signals
+
+def test_killing_or_stopping_the_daemon_mid_cycle_leaves_one_champion(proj: Path) -> None:
+    (proj / "slow_train.py").write_text(SLOW_TRAIN)
+    _schedule(proj, train={"entrypoint": "slow_train.py:train"})
+    started, go = proj / "started", proj / "go"
+    v1_only = registry_snapshot(proj)
+    assert v1_only["aliases"]["champion"] == "1"
+
+    # 1. SIGKILL while training: nothing half-registered, and the cycle is not forgotten.
+    daemon = Daemon(proj, "--now", MON_0300, "--interval", "3600", "--json")
+    try:
+        wait_for(started.exists, "training to start", daemon)
+        daemon.proc.kill()
+        daemon.wait()
+    finally:
+        daemon.stop()
+    assert registry_snapshot(proj) == v1_only
+    [pending] = watch_state(proj)["pending"]
+    assert (pending["trigger"], pending["attempt"]) == ("schedule", 1)
+
+    # The restart retries it after the backoff (not at the same moment).
+    go.touch()
+    same = watch_once(load(proj / "retrainer.yaml"), now=_t(MON_0300))
+    assert same.to_json() == {"fired": [], "cycles": []}
+    retry = watch_once(load(proj / "retrainer.yaml"), now=_t("2024-01-01T03:01:00+00:00"))
+    doc = retry.to_json()
+    assert doc["fired"][0]["reason"].startswith("retry 2 of 5: cron '0 3 * * 1'")
+    [record] = doc["cycles"]
+    assert (record["trigger"], record["decision"]) == ("schedule", "promoted")
+    snap = registry_snapshot(proj)
+    assert snap["aliases"] == {"champion": "2", "challenger": "2", "previous": "1"}
+
+    # 2. SIGTERM while training: the daemon finishes the cycle, records it, exits 0.
+    started.unlink()
+    go.unlink()
+    daemon = Daemon(proj, "--now", "2024-01-08T03:00:00+00:00", "--interval", "3600",
+                    "--json")
+    try:
+        wait_for(started.exists, "training to start", daemon)
+        daemon.signal(signal.SIGTERM)
+        wait_for(lambda: "finishing the cycle in progress" in daemon.stderr,
+                 "the daemon to acknowledge SIGTERM", daemon)
+        go.touch()
+        assert daemon.wait() == 0, daemon.stderr
+    finally:
+        daemon.stop()
+    [tick] = daemon.lines()
+    [record] = tick["cycles"]
+    assert record["trigger"] == "schedule" and record["challenger"]["version"] == "3"
+    snap = registry_snapshot(proj)
+    assert snap["aliases"]["champion"] in {"2", "3"}
+    assert "retrainer.promotion" not in snap["tags"]  # no half-done promotion journal
+    assert watch_state(proj)["pending"] == []
+
+    # 3. A second SIGTERM abandons the cycle: no version, same champion, retried later.
+    started.unlink()
+    go.unlink()
+    daemon = Daemon(proj, "--now", "2024-01-15T03:00:00+00:00", "--interval", "3600")
+    try:
+        wait_for(started.exists, "training to start", daemon)
+        daemon.signal(signal.SIGTERM)
+        wait_for(lambda: "finishing the cycle in progress" in daemon.stderr,
+                 "the daemon to acknowledge SIGTERM", daemon)
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait() == 0, daemon.stderr
+    finally:
+        daemon.stop()
+    assert "abandoned the cycle in progress" in daemon.stderr
+    assert registry_snapshot(proj) == snap
+    [pending] = watch_state(proj)["pending"]
+    assert pending["fired_at"] == "2024-01-15T03:00:00+00:00"
+    assert [e["trigger"] for e in events(proj, "cycle_abandoned")] == ["schedule"]
+
+
+def test_dying_mid_promotion_leaves_one_champion_and_the_next_watch_repairs(proj: Path) -> None:
+    _schedule(proj)
+    # The process dies after `previous` moved and before `champion` did.
+    died = run_cli("watch", "--once", "--json", "--now", MON_0300, cwd=proj,
+                   env={"RETRAINER_FAULT_AT": "previous_set"})
+    assert died.code == 17, died.stderr
+    snap = registry_snapshot(proj)
+    assert snap["aliases"]["champion"] == "1"
+    assert "retrainer.promotion" in snap["tags"]
+
+    # The next watch finishes the journaled promotion before evaluating anything.
+    result = watch_once(load(proj / "retrainer.yaml"), now=_t("2024-01-01T03:00:30+00:00"))
+    assert result.to_json() == {"fired": [], "cycles": []}
+    snap = registry_snapshot(proj)
+    assert (snap["aliases"]["champion"], snap["aliases"]["previous"]) == ("2", "1")
+    assert "retrainer.promotion" not in snap["tags"]
+
+
+# ----------------------------------------------------------------------------- webhooks
+
+def _post(url: str, payload: dict[str, Any], secret: str | None = SECRET,
+          sent_at: float | None = None, headers: dict[str, str] | None = None,
+          ) -> httpx.Response:
+    body = json.dumps(payload)
+    stamp = str(int(time.time() if sent_at is None else sent_at))
+    did = str(uuid.uuid4())
+    hdrs = {"Content-Type": "application/json", triggers.DELIVERY_ID_HEADER: did,
+            triggers.TIMESTAMP_HEADER: stamp}
+    if secret is not None:
+        hdrs[triggers.SIGNATURE_HEADER] = triggers.sign(secret, did, stamp, body)
+    hdrs.update(headers or {})
+    return httpx.post(url, content=body.encode(), headers=hdrs, timeout=30)
+
+
+def _created(version: str) -> dict[str, Any]:
+    return {"entity": "model_version", "action": "created", "timestamp": "now",
+            "data": {"name": "diabetes-ridge", "version": version, "source": "models:/x",
+                     "run_id": None, "tags": {}, "description": None}}
+
+
+def test_webhook_deliveries_are_verified_and_a_valid_one_triggers_the_check(
+        proj: Path) -> None:
+    from sklearn.dummy import DummyRegressor
+    from sklearn.linear_model import LinearRegression
+
+    edit_config(proj, triggers={"new_version": {"poll_seconds": 3600,
+                                                "webhook_secret_env": SECRET_ENV}})
+    uri = f"sqlite:///{proj / 'mlflow.db'}"
+    data, artifacts = proj / "data" / "diabetes.csv", proj / "ds-artifacts"
+    assert register_plain(uri, DummyRegressor(), data, artifacts) == "2"
+    port = free_port()
+    daemon = Daemon(proj, "--interval", "3600", "--webhook-port", str(port), "--json",
+                    env={SECRET_ENV: SECRET})
+    url = f"http://127.0.0.1:{port}{triggers.WEBHOOK_PATH}"
+    try:
+        # The first evaluation polls and judges version 2 (registered while nobody watched).
+        first = wait_for(daemon.lines, "the first evaluation", daemon)
+        assert [c["challenger"]["version"] for c in first[0]["cycles"]] == ["2"]
+        assert register_plain(uri, LinearRegression(), data, artifacts) == "3"
+        before = (registry_snapshot(proj), watch_state(proj))
+
+        # Rejected: unsigned, bad signature, wrong secret, stale. Nothing changes.
+        assert _post(url, _created("3"), secret=None).status_code == 401
+        assert _post(url, _created("3"), headers={
+            triggers.SIGNATURE_HEADER: "v1,bm90IGEgc2lnbmF0dXJl"}).status_code == 401
+        assert _post(url, _created("3"), secret="guessed").status_code == 401
+        stale = _post(url, _created("3"), sent_at=time.time() - 3600)
+        assert stale.status_code == 401 and "stale" in stale.json()["error"]
+        assert (registry_snapshot(proj), watch_state(proj)) == before
+        assert len(daemon.lines()) == 1
+
+        # A valid delivery: version 3 is judged at once (polling would wait an hour).
+        ok = _post(url, _created("3"))
+        assert ok.status_code == 202, ok.text
+        lines = wait_for(lambda: daemon.lines()[1:], "the webhook-triggered check", daemon)
+        [record] = lines[0]["cycles"]
+        assert (record["challenger"]["version"], record["trigger"], record["decision"]) == \
+            ("3", "new_version", "promoted")
+        assert registry_snapshot(proj)["aliases"]["champion"] == "3"
+
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait() == 0, daemon.stderr
+    finally:
+        daemon.stop()
+    # The accepted delivery id is kept in the store: a replay after a restart is refused.
+    assert len(watch_state(proj)["deliveries"]) == 1
+
+
+def test_webhook_port_needs_a_secret(proj: Path) -> None:
+    edit_config(proj, triggers={"new_version": {"poll_seconds": 60}})
+    result = run_cli("watch", "--webhook-port", str(free_port()), cwd=proj)
+    assert result.code == 2
+    assert "webhook_secret_env" in result.stderr and "Traceback" not in result.stderr
+
+
+# ----------------------------------------------------------------------------- real server
+
+@pytest.mark.slow
+def test_a_real_mlflow_server_delivers_signed_webhooks_to_the_daemon(
+        tmp_path: Path, store_template: Path) -> None:
+    """MLflow 3.17's own delivery code (tracking server -> daemon), signed with a secret."""
+    import shutil
+
+    from cryptography.fernet import Fernet
+    from mlflow import MlflowClient
+    from sklearn.linear_model import LinearRegression
+
+    from retrainer.cycle import run_cycle
+    from retrainer.project import write_example
+
+    server_dir = tmp_path / "server"
+    server_dir.mkdir()
+    shutil.copyfile(store_template, server_dir / "mlflow.db")
+    server_port, hook_port = free_port(), free_port()
+    server_env = {
+        **os.environ,
+        # Webhooks to http://127.0.0.1 are refused by default (https only, SSRF guard).
+        "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+        "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "MLFLOW_WEBHOOK_CACHE_TTL": "1",
+    }
+    server_env.pop("MLFLOW_TRACKING_URI", None)
+    log = open(server_dir / "server.log", "w")  # noqa: SIM115 - closed in finally
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
+         str(server_port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{server_dir / 'mlflow.db'}",
+         "--artifacts-destination", str(server_dir / "artifacts")],
+        cwd=server_dir, env=server_env, stdout=log, stderr=subprocess.STDOUT)
+    tracking = f"http://127.0.0.1:{server_port}"
+    daemon = None
+    try:
+        def healthy() -> bool:
+            if server.poll() is not None:
+                pytest.fail("mlflow server died:\n" + (server_dir / "server.log").read_text())
+            try:
+                return httpx.get(f"{tracking}/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, "the MLflow server")
+        client = MlflowClient(tracking_uri=tracking)
+        hook_url = f"http://127.0.0.1:{hook_port}{triggers.WEBHOOK_PATH}"
+        client.create_webhook(name="retrainer-watch", url=hook_url,
+                              events=["model_version.created"], secret=SECRET)
+
+        proj = tmp_path / "proj"
+        write_example(proj, "diabetes")
+        edit_config(proj, tracking_uri=tracking,
+                    triggers={"new_version": {"poll_seconds": 3600,
+                                              "webhook_secret_env": SECRET_ENV}})
+        assert run_cycle(load(proj / "retrainer.yaml"))["decision"] == "first_champion"
+
+        daemon = Daemon(proj, "--interval", "3600", "--webhook-port", str(hook_port),
+                        "--json", env={SECRET_ENV: SECRET})
+        wait_for(lambda: "watch at " in daemon.stderr, "the daemon's first evaluation", daemon)
+        version = register_plain(tracking, LinearRegression(), proj / "data" / "diabetes.csv")
+        assert version == "2"
+        [tick] = wait_for(daemon.lines, "the delivery to be judged", daemon)
+        assert "webhook: version 2 of diabetes-ridge registered" in daemon.stderr
+        [record] = tick["cycles"]
+        assert (record["challenger"]["version"], record["trigger"]) == ("2", "new_version")
+        assert record["decision"] in {"promoted", "kept_champion"}
+        assert client.get_model_version("diabetes-ridge", "2").tags.get(
+            "retrainer.decision") == record["decision"]
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait() == 0, daemon.stderr
+    finally:
+        if daemon is not None:
+            daemon.stop()
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
