@@ -184,18 +184,22 @@ def _profile_numeric(s: pd.Series, bins: int, sample_idx: np.ndarray | None) -> 
             "quantiles": None,
         }
     probs = np.linspace(0.0, 1.0, bins + 1)[1:-1]
-    # +-inf values belong in the outer bins; interpolating next to them gives nan.
-    with np.errstate(invalid="ignore"):
-        inner = np.unique(np.quantile(sample, probs))
+    # One sort of the (bounded) sample gives the edges and the sketch; np.quantile
+    # would partition once per requested quantile (~5x slower for 100 + 9 of them).
+    ordered = np.sort(sample)
+    inner = np.unique(_sorted_quantiles(ordered, probs))
+    # +-inf values belong in the outer bins, never on an edge.
     inner = inner[np.isfinite(inner)]
     counts = _bin_counts(x, inner, missing)
     # Moments and the quantile sketch describe the finite values.
     finite = valid[np.isfinite(valid)]
-    finite_sample = sample[np.isfinite(sample)]
+    finite_sorted = ordered[np.isfinite(ordered)]
     mean = float(np.mean(finite)) if len(finite) else math.nan
     std = float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
     sketch = (
-        [float(q) for q in np.quantile(finite_sample, SKETCH_PROBS)] if len(finite_sample) else None
+        [float(q) for q in _sorted_quantiles(finite_sorted, SKETCH_PROBS)]
+        if len(finite_sorted)
+        else None
     )
     return {
         "kind": "numeric",
@@ -717,7 +721,11 @@ def _sorted_quantiles(sorted_x: np.ndarray, probs: np.ndarray) -> np.ndarray:
     lo = np.floor(pos).astype(int)
     hi = np.minimum(lo + 1, len(sorted_x) - 1)
     frac = pos - lo
-    return sorted_x[lo] * (1 - frac) + sorted_x[hi] * frac
+    a, b = sorted_x[lo], sorted_x[hi]
+    with np.errstate(invalid="ignore"):
+        # a + (b - a) * frac, written so that equal and infinite neighbours stay exact.
+        out = np.where((frac == 0) | (a == b), a, a * (1 - frac) + b * frac)
+    return out
 
 
 def _chi2_homogeneity(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
