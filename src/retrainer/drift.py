@@ -934,7 +934,7 @@ def render_html(report: DriftReport, profile: dict, current: pd.DataFrame | None
                 t=_cell(r.threshold),
                 d="yes" if r.drifted else "no",
                 mr=_cell(r.missing_rate_change, pct=True),
-                note=html.escape(r.note or ", ".join(r.reasons)),
+                note=html.escape(_explain(r)),
             )
         )
     charts = []
@@ -976,6 +976,23 @@ def render_html(report: DriftReport, profile: dict, current: pd.DataFrame | None
         rows="\n".join(rows_html),
         charts="\n".join(charts),
     )
+
+
+_REASONS = {
+    "psi": "PSI above threshold",
+    "chi2": "chi-square above threshold",
+    "js": "Jensen-Shannon distance above threshold",
+    "wasserstein": "Wasserstein distance above threshold",
+    "ks": "KS statistic above threshold",
+}
+
+
+def _explain(r: ColumnResult) -> str:
+    """The note column: the finding's note, else which statistic crossed its threshold."""
+    parts = [_REASONS[x] for x in r.reasons if x in _REASONS]
+    if r.note:
+        parts.append(r.note)
+    return "; ".join(parts)
 
 
 _CHART = "<section class='chart'><h3>{c} <span class='{cls}'>{d}</span></h3>{svg}</section>"
@@ -1251,7 +1268,7 @@ def table_view(result: ChampionDrift) -> tuple[str, list[str], list[list[str]], 
                 _cell(r.threshold),
                 "[red]yes[/red]" if r.drifted else "no",
                 _cell(r.missing_rate_change, pct=True),
-                r.note or (", ".join(r.reasons) if r.drifted else ""),
+                _explain(r),
             ]
         )
     lines = []
