@@ -68,7 +68,28 @@ def connect(cfg: Config) -> MlflowClient:
     mlflow.set_tracking_uri(uri)
     if cfg.registry_uri:
         mlflow.set_registry_uri(cfg.registry_uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=cfg.registry_uri)
+    with _store_init_guard(cfg):
+        # The first client builds (and caches, per process) the tracking and registry
+        # stores, which creates or migrates a database store's schema.
+        client = MlflowClient(tracking_uri=uri, registry_uri=cfg.registry_uri)
+        client.search_registered_models(max_results=1)
+    return client
+
+
+def _store_init_guard(cfg: Config) -> contextlib.AbstractContextManager[None]:
+    """One process at a time creates or upgrades a database store.
+
+    MLflow's tracking store creates and migrates a fresh database on first use without a
+    lock: eight cycles starting at once on a new sqlite file fail with alembic errors
+    ("duplicate column name", "table _alembic_tmp_latest_metrics already exists").
+    """
+    uri = cfg.tracking_uri or ""
+    if uri.startswith("sqlite:///"):
+        return _file_lock(Path(uri.removeprefix("sqlite:///") + ".init.lock"),
+                          cfg.promote.lock_timeout, what="the store's schema set-up")
+    if uri.startswith("postgres"):
+        return _advisory_lock(uri, "retrainer:store-init", cfg.promote.lock_timeout)
+    return contextlib.nullcontext()  # a server migrates its own store
 
 
 def probe(uri: str) -> None:
@@ -244,7 +265,8 @@ def lock_path(cfg: Config) -> Path:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path, timeout: float) -> Iterator[None]:
+def _file_lock(path: Path, timeout: float, what: str = "a promotion of this model"
+               ) -> Iterator[None]:
     # flock-based: the OS drops the lock when its holder dies, so a lock is never stale.
     from filelock import FileLock, Timeout
 
@@ -253,8 +275,8 @@ def _file_lock(path: Path, timeout: float) -> Iterator[None]:
     try:
         lock.acquire(timeout=timeout)
     except Timeout:
-        raise UserError(f"another promotion of this model holds {path} "
-                        f"(waited {timeout:.0f} s)") from None
+        raise UserError(f"{what} is locked by another live process ({path}, waited "
+                        f"{timeout:.0f} s; the lock is freed when its holder exits)") from None
     try:
         yield
     finally:
