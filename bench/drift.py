@@ -175,11 +175,17 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     if not args.skip_evidently:
         ensure_evidently()
-    results: dict = {"columns": N_COLUMNS, "changes": CHANGES, "runs": []}
+    results: dict = {
+        "columns": N_COLUMNS,
+        "changes": CHANGES,
+        "runs": [],
+        "load_average_before": os.getloadavg(),
+    }
     with tempfile.TemporaryDirectory(prefix="retrainer-bench-drift-") as tmp:
         t = time.perf_counter()
         paths = write_data(Path(tmp), sizes)
         results["data_seconds"] = time.perf_counter() - t
+        print(f"data generated and written once in {results['data_seconds']:.1f} s")
         for n in sizes:
             ref, cur = (str(p) for p in paths[n])
             run = {"rows": n}
@@ -192,6 +198,11 @@ def main() -> None:
                 )
             results["runs"].append(run)
             _print_run(run)
+    results["load_average_after"] = os.getloadavg()
+    print(
+        f"load average before/after (2 cores; other work inflates both tools' times): "
+        f"{results['load_average_before'][0]:.1f} / {results['load_average_after'][0]:.1f}"
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=1))
     print(f"\nwritten {RESULTS.relative_to(HERE.parent)}")
@@ -214,7 +225,12 @@ def _print_run(run: dict) -> None:
             f"{r['peak_rss_mib']:>13.0f} {r['compute_peak_mib']:>13.0f}"
         )
     if "speedup" in run:
-        print(f"speed-up (Evidently check time / retrainer check time): {run['speedup']:.0f}x")
+        ev, rt = run["evidently"], run["retrainer"]
+        print(
+            f"speed-up, Evidently / retrainer: check {run['speedup']:.0f}x, whole process "
+            f"{ev['wall_seconds'] / rt['wall_seconds']:.0f}x; peak RSS "
+            f"{rt['peak_rss_mib'] / ev['peak_rss_mib']:.2f} of Evidently's"
+        )
     for key in ("retrainer", "evidently"):
         r = run.get(key)
         if r:
