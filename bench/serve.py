@@ -115,12 +115,14 @@ class Server:
         self.name, self.port = name, port
         self.url = f"http://127.0.0.1:{port}"
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        self.launched = time.monotonic()
         self.proc = subprocess.Popen(
             argv, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
     def wait_ready(self, timeout: float = 180) -> float:
-        start = time.monotonic()
+        """Seconds from launch until /ping answers 200."""
+        start = self.launched
         while time.monotonic() - start < timeout:
             if self.proc.poll() is not None:
                 self.log.seek(0)
@@ -344,7 +346,8 @@ def summarise(
 
     out: dict[str, Any] = {
         "command": "python bench/serve.py " + " ".join(sys.argv[1:]),
-        "load": f"wrk -t1 -c{args.connections} -d{args.duration}s (after {args.warmup}s warm-up)",
+        "load": f"wrk -t1 -c{args.connections} -d{round(args.duration)}s "
+        f"(after {round(args.warmup)}s warm-up)",
         "model": "diabetes Ridge(alpha=1, solver=cholesky), dataframe_split bodies",
         "workers": 1,
         "machine": {

@@ -338,13 +338,11 @@ def _score_spark(
             # A folder of parts, as Spark writes at scale; pandas.read_parquet reads it.
             scored.write.mode("overwrite").parquet(str(tmp))
             _replace(tmp, output)
-            rows = spark.read.parquet(str(output)).count()
         else:
             # One CSV file, as the pandas engine writes: funnelled through one task.
             scored.coalesce(1).write.mode("overwrite").option("header", True).csv(str(tmp))
             part = next(tmp.glob("part-*.csv"))
             _replace(part, output)
-            rows = spark.read.option("header", True).csv(str(output)).count()
     except Exception as exc:
         from pyspark.errors import PySparkException
 
@@ -353,7 +351,17 @@ def _score_spark(
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return rows
+    return _count_rows(output, out_fmt)
+
+
+def _count_rows(path: Path, fmt: str) -> int:
+    """Rows written, read back without another Spark job (Parquet: from the footers)."""
+    import pyarrow.csv as pacsv
+    import pyarrow.dataset as ds
+
+    if fmt == "parquet":
+        return ds.dataset(str(path), format="parquet").count_rows()
+    return pacsv.read_csv(str(path)).num_rows
 
 
 def _replace(source: Path, target: Path) -> None:

@@ -485,6 +485,79 @@ def _show_tick(result: Any, as_json: bool, quiet_if_idle: bool) -> None:
         err.print("abandoned the cycle in progress (a second SIGTERM); it is retried later")
 
 
+# --------------------------------------------------------------------------- serve, predict
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    tracking_uri: TrackingOpt = None,
+    host: Annotated[str, typer.Option(
+        "--host", help="Interface to bind; loopback unless you mean to expose it.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8080,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=1, help="uvicorn worker processes; each follows the alias itself.")
+    ] = 1,
+    poll_seconds: Annotated[float | None, typer.Option(
+        "--poll-seconds", help="How often to check the alias (default: serve.poll_seconds).",
+        show_default=False)] = None,
+) -> None:
+    """REST server for the champion (MLflow scoring protocol); swaps when the alias moves."""
+    from retrainer.config import absolutize_uri
+    from retrainer.registry import probe
+    from retrainer.serving import serve as run_server
+
+    cfg = _load(config, tracking_uri)
+    probe(cfg.tracking_uri)
+    opts = cfg.serve
+    alias = cfg.promote.alias
+    _console(stderr=True).print(
+        f"serving {cfg.model}@{alias} from {cfg.tracking_uri} on http://{host}:{port} "
+        f"({workers} worker{'s' if workers > 1 else ''})")
+    run_server(
+        cfg.tracking_uri, cfg.model, host=host, port=port, workers=workers, alias=alias,
+        poll_seconds=poll_seconds if poll_seconds is not None else opts.poll_seconds,
+        token_env=opts.token_env,
+        inference_log=cfg.resolve_path(opts.inference_log) if opts.inference_log else None,
+        shadow=opts.shadow,
+        max_body_bytes=int(opts.max_body_mb * 2**20),
+        registry_uri=absolutize_uri(cfg.registry_uri, cfg.base_dir) if cfg.registry_uri else None,
+    )
+
+
+@app.command()
+def predict(
+    data: Annotated[Path, typer.Option(
+        "--data", help="CSV or Parquet file (or a folder of Parquet parts) to score.")],
+    output: Annotated[Path, typer.Option(
+        "--output", help="Where to write the rows plus prediction and model_version "
+        "(.csv or .parquet).")],
+    config: ConfigOpt = None,
+    tracking_uri: TrackingOpt = None,
+    engine: Annotated[str, typer.Option(
+        "--engine", help="pandas (streams in chunks) or spark (local Spark, spark_udf).")
+    ] = "pandas",
+    as_json: JsonOpt = False,
+) -> None:
+    """Batch scoring with the champion: the input rows plus prediction and model_version."""
+    from retrainer.batch import predict_file
+    from retrainer.config import absolutize_uri
+
+    cfg = _load(config, tracking_uri)
+    with _quiet_stdout():
+        summary = predict_file(
+            cfg.tracking_uri, cfg.model, data, output, engine=engine, alias=cfg.promote.alias,
+            registry_uri=absolutize_uri(cfg.registry_uri, cfg.base_dir)
+            if cfg.registry_uri else None,
+        )
+    if as_json:
+        _emit_json(summary)
+        return
+    _console().print(
+        f"scored {summary['rows']} rows with {cfg.model} version {summary['version']} "
+        f"({summary['engine']}, {summary['seconds']} s): {summary['output']}")
+
+
 # --------------------------------------------------------------------------- entry point
 
 def main() -> None:
