@@ -245,12 +245,24 @@ def main() -> None:
             "-w",
             "1",
         ]
+        config = root / "retrainer.yaml"  # what a team's config says, reduced to serving
+        config.write_text(
+            f"model: {MODEL}\ntracking_uri: {uri}\ndata: {{source: unused.csv}}\n"
+            "train: {estimator: sklearn.linear_model.Ridge}\nserve: {poll_seconds: 1.0}\n"
+        )
         retrainer_cmd = [
             sys.executable,
+            "-m",
+            "retrainer",
+            "serve",
             "-c",
-            "from retrainer.serving import serve; "
-            f"serve({uri!r}, {MODEL!r}, host='127.0.0.1', port={p2}, workers=1, "
-            "poll_seconds=1.0)",
+            str(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(p2),
+            "--workers",
+            "1",
         ]
         servers = [
             Server("mlflow models serve", mlflow_cmd, p1, env),

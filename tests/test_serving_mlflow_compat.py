@@ -1,7 +1,7 @@
 """Same model, same payloads: retrainer serve answers as `mlflow models serve` does.
 
 Both servers run for real, side by side, each in its own process on a loopback port:
-MLflow's scoring server (`--env-manager local`) and ours through `serving.serve`.
+MLflow's scoring server (`--env-manager local`) and ours through `retrainer serve`.
 """
 
 from __future__ import annotations
@@ -120,12 +120,14 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Any:
         env=env,
         timeout=180,
     )
+    # Ours as a user starts it: `retrainer serve` with a config naming the model and store.
+    config = store.root / "retrainer.yaml"
+    config.write_text(
+        f"model: compat\ntracking_uri: {store.uri}\ndata: {{source: unused.csv}}\n"
+        "train: {estimator: sklearn.linear_model.Ridge}\n"
+    )
     ours = ProcessServer(
-        [
-            sys.executable,
-            "-c",
-            f"from retrainer.serving import serve; serve({store.uri!r}, 'compat', port={p_ours})",
-        ],
+        [sys.executable, "-m", "retrainer", "serve", "-c", str(config), "--port", str(p_ours)],
         p_ours,
         env=env,
         timeout=180,
