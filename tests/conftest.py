@@ -17,6 +17,9 @@ from typing import Any
 
 import pytest
 
+# The PostgreSQL-backed `mlflow server` and fresh-database fixtures (tests/mlflow_server.py).
+pytest_plugins = ["mlflow_server"]
+
 
 @dataclass
 class Result:

@@ -68,14 +68,27 @@ def entries(client: MlflowClient, cfg: Config) -> list[dict[str, Any]]:
         owner = by_decision.get(move.get("decision_id") or "")
         if owner is not None:
             owner["alias_moved"] = True
+            owner["champion_before"] = move["champion_before"]
             owner["champion_after"] = move["champion_after"]
             owner["previous"] = move["champion_before"]
             owner["move_run_id"] = move["run_id"]
+            if owner["what"] == "unfinished":  # the cycle died after its alias moved
+                owner["what"] = owner["decision"] = move["what"]
+                owner["reason"] = move.get("reason")
+                owner["note"] = ("the alias moved but the decision record is missing: the "
+                                 "process ended after the move")
             continue
         if move["what"] != "rollback" and move.get("decision_id"):
             move["note"] = ("the alias moved but the decision record is missing: the process "
                             "ended after the move")
         out.append(move)
+    repairs = {e["decision_id"]: e for e in decisions if e["what"] == "repair"
+               and e.get("decision_id")}
+    for entry in decisions:
+        fix = repairs.get(entry.get("decision_id") or "")
+        if entry["what"] == "unfinished" and fix is not None:
+            entry["note"] = (f"the process ended during its promotion; the repair at "
+                             f"{fix['at']} finished it")
     out.sort(key=lambda e: (e["at_ms"], e["run_id"]), reverse=True)
     return out
 
