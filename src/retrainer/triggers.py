@@ -694,7 +694,8 @@ class Watcher:
         try:
             registry.record_event(self.client, self.cfg,
                                   "cycle_given_up" if give_up else "cycle_failed",
-                                  {**failure, "decision": "failed", "reason": text})
+                                  {**failure, "decision": "failed", "reason": text},
+                                  version=action.get("version"))
             self.store.save(state)
         except Exception:  # noqa: BLE001 - the store itself may be what failed
             log.exception("could not record the failure")
