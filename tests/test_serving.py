@@ -459,6 +459,13 @@ def test_no_champion_yet_then_alias_set(store: Store) -> None:
         store.register("later", uri, run, alias="champion")
         wait_for(lambda: http.get("/ping").status_code == 200, timeout=30)
         assert http.post("/invocations", json=split_payload(rows(2))).status_code == 200
+        # The alias removed: keep answering with what is loaded, and say so.
+        store.client.delete_registered_model_alias("later", "champion")
+        health = wait_for(
+            lambda: (h := http.get("/health").json())["status"] == "degraded" and h, timeout=30
+        )
+        assert "no longer set" in health["problems"][0] and health["version"] == "1"
+        assert http.post("/invocations", json=split_payload(rows(2))).status_code == 200
 
 
 def test_legacy_production_stage_is_served(store: Store) -> None:

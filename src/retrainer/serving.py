@@ -1373,6 +1373,11 @@ class ServingApp:
                     "(nor a legacy stage version)"
                 )
         else:
+            if f.alias_version is None and self.last_poll_error is None:
+                problems.append(
+                    f"alias '{f.alias}' is no longer set (nor a legacy stage version); "
+                    f"still serving version {model.version}"
+                )
             status = "degraded" if problems else "ok"
         doc: dict[str, Any] = {
             "status": status,
@@ -1424,9 +1429,12 @@ def _freeze_heap() -> None:
     Requests allocate many short-lived objects (a 1,000-row JSON body is 11,000 of them),
     so full collections come often; each one walked MLflow's and pandas' large heap and
     stalled every request in flight for 100-200 ms (the p99). Frozen objects are skipped.
+    Unfreezing first lets this collection reclaim a swapped-out model caught in a cycle,
+    which would otherwise stay frozen, and leak, for the life of the process.
     """
     import gc
 
+    gc.unfreeze()
     gc.collect()
     gc.freeze()
 
