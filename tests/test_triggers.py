@@ -258,3 +258,20 @@ def test_seen_delivery_ids_survive_a_restart() -> None:
                                          seen=[[did, stamp]])
     assert restarted.handle(headers, body).status == 401
     assert announced == []
+
+
+# ----------------------------------------------------------------------------- state size
+
+def test_state_tags_stay_under_mlflows_tag_limit_without_forgetting_pending_cycles() -> None:
+    fired = [{"key": f"new_version@2024-01-01T00:{i // 60:02d}:{i % 60:02d}+00:00",
+              "at": "2024-01-01T00:00:00+00:00",
+              "events": [f"new_version:{i}{j}" for j in range(5)]} for i in range(200)]
+    kept = json.loads(triggers._serialise("fired", fired))
+    assert len(json.dumps(kept, sort_keys=True)) <= triggers.MAX_TAG
+    assert kept[-1] == fired[-1]  # the newest are kept
+    pending = [{"id": str(i), "kind": "cycle", "trigger": "drift", "reason": "r" * 5000,
+                "error": "e" * 5000, "attempt": 1, "next_at": "2024-01-01T00:00:00+00:00",
+                "fired_at": "2024-01-01T00:00:00+00:00", "version": None} for i in range(20)]
+    text = triggers._serialise("pending", pending)
+    assert len(text) <= triggers.MAX_TAG
+    assert [p["id"] for p in json.loads(text)] == [str(i) for i in range(20)]

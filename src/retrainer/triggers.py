@@ -56,6 +56,7 @@ STATE_AREAS = ("schedule", "new_version", "drift", "performance", "fired", "pend
 MAX_FIRED = 60          # fired keys kept (tag values are limited to 8,000 characters)
 MAX_DELIVERIES = 100    # webhook delivery ids kept for replay detection
 MAX_TEXT = 600          # reasons and errors kept in pending entries
+MAX_TAG = 7_500         # MLflow refuses run tag values over 8,000 characters
 
 # MLflow's delivery headers (mlflow/webhooks/constants.py) and Standard Webhooks' default
 # tolerance for the timestamp.
@@ -440,7 +441,7 @@ class StateStore:
 
         changed = []
         for area in STATE_AREAS:
-            raw = json.dumps(_bounded(area, state.get(area)), sort_keys=True, default=str)
+            raw = _serialise(area, state.get(area))
             if self._saved.get(area) != raw:
                 changed.append((area, raw))
         if not changed:
@@ -463,17 +464,34 @@ class StateStore:
         return run.info.run_id
 
 
-def _bounded(area: str, value: Any) -> Any:
-    """Keep every tag under MLflow's 8,000-character limit."""
-    if area == "fired":
-        return list(value or [])[-MAX_FIRED:]
-    if area == "deliveries":
-        return list(value or [])[-MAX_DELIVERIES:]
+def _serialise(area: str, value: Any) -> str:
+    """The area's JSON, kept under MLflow's 8,000-character limit for a tag value.
+
+    Fired keys and delivery ids are a recent window: the oldest go first. Pending cycles
+    must not be forgotten, so their texts are shortened before any is dropped.
+    """
+    def dump(v: Any) -> str:
+        return json.dumps(v, sort_keys=True, default=str)
+
     if area == "pending":
-        return [{**p, "reason": str(p.get("reason", ""))[:MAX_TEXT],
-                 "error": (str(p["error"])[:MAX_TEXT] if p.get("error") else None)}
-                for p in (value or [])][-8:]
-    return value
+        items = list(value or [])
+        for width in (MAX_TEXT, 200, 80):
+            items = [{**p, "reason": str(p.get("reason") or "")[:width],
+                      "error": str(p["error"])[:width] if p.get("error") else None}
+                     for p in items]
+            if len(dump(items)) <= MAX_TAG:
+                return dump(items)
+        while len(items) > 1 and len(dump(items)) > MAX_TAG:
+            log.warning("watch state: too many pending cycles, forgetting the oldest (%s)",
+                        items[0].get("reason"))
+            items.pop(0)
+        return dump(items)
+    if area in ("fired", "deliveries"):
+        items = list(value or [])[-(MAX_FIRED if area == "fired" else MAX_DELIVERIES):]
+        while items and len(dump(items)) > MAX_TAG:
+            items.pop(0)
+        return dump(items)
+    return dump(value)
 
 
 # --------------------------------------------------------------------------- watcher
