@@ -543,10 +543,10 @@ class Watcher:
                 continue
             try:
                 found, area = self._check(name, state, now)
-            except UserError:
+            except UserError as err:
                 if strict:
                     raise
-                log.exception("trigger %s could not be evaluated", name)
+                log.error("trigger %s could not be evaluated: %s", name, err)
                 continue
             except Exception:  # noqa: BLE001 - one broken trigger must not stop the others
                 if strict:
@@ -706,7 +706,8 @@ class Watcher:
                    "error": text, "attempt": action["attempt"], "max_attempts": limit,
                    "retry_at": None if give_up else action["next_at"]}
         result.failures.append(failure)
-        log.error("%s cycle failed (attempt %d of %d): %s%s", action["trigger"],
+        # Info only: the caller shows result.failures (the CLI prints them on stderr).
+        log.info("%s cycle failed (attempt %d of %d): %s%s", action["trigger"],
                   action["attempt"], limit, text,
                   "; giving up" if give_up else f"; retry after {action['next_at']}")
         try:
