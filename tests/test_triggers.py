@@ -6,9 +6,11 @@ No sleeping anywhere: every moment is passed in.
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -275,3 +277,41 @@ def test_state_tags_stay_under_mlflows_tag_limit_without_forgetting_pending_cycl
     text = triggers._serialise("pending", pending)
     assert len(text) <= triggers.MAX_TAG
     assert [p["id"] for p in json.loads(text)] == [str(i) for i in range(20)]
+
+
+# ----------------------------------------------------------------------------- locks
+
+def _cfg(tmp_path: Path, **promote: Any) -> Any:
+    from retrainer.config import parse
+
+    return parse({"model": "m", "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+                  "data": {"source": "d.csv"}, "train": {"estimator": "x.Y"},
+                  "promote": promote}, tmp_path)
+
+
+def test_file_watch_lock_admits_one_watcher_and_names_the_holder(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path)
+    held = rf"already running for model 'm' .*pid {os.getpid()}"
+    with triggers.watch_lock(cfg), pytest.raises(UserError, match=held), \
+            triggers.watch_lock(cfg):
+        pass
+    with triggers.watch_lock(cfg):  # released
+        pass
+
+
+@pytest.mark.postgres
+def test_advisory_watch_lock_on_postgresql(tmp_path: Path) -> None:
+    url = "postgresql://postgres@127.0.0.1:5432/postgres"
+    try:
+        import sqlalchemy
+
+        sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg2://")) \
+            .connect().close()
+    except Exception:  # noqa: BLE001
+        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+    cfg = _cfg(tmp_path, lock=url)
+    with triggers.watch_lock(cfg), pytest.raises(UserError, match="advisory lock"), \
+            triggers.watch_lock(cfg):
+        pass
+    with triggers.watch_lock(cfg):
+        pass
