@@ -823,7 +823,7 @@ def watch_once(cfg: Config, now: datetime | None = None,
     with watch_lock(cfg):
         watcher = Watcher(cfg, client)
         if not watcher.configured():
-            log.warning("no triggers configured in %s: nothing to watch", "triggers")
+            log.warning("the config's `triggers` section is empty: nothing to watch")
         with _graceful_signals(watcher):
             return watcher.tick(now or utcnow(), strict=True)
 
