@@ -225,11 +225,37 @@ def register(client: MlflowClient, cfg: Config, model_uri: str, run_id: str,
 
 def tag_version(client: MlflowClient, name: str, version: str, tags: dict[str, Any]) -> None:
     for key, value in tags.items():
-        client.set_model_version_tag(name, str(version), f"{PREFIX}{key}", str(value))
+        retry_conflicts(client.set_model_version_tag, name, str(version), f"{PREFIX}{key}",
+                        str(value))
 
 
 def set_challenger(client: MlflowClient, name: str, version: str) -> None:
-    client.set_registered_model_alias(name, CHALLENGER, str(version))
+    """Outside the promotion lock: concurrent cycles race here, the last one wins."""
+    retry_conflicts(client.set_registered_model_alias, name, CHALLENGER, str(version))
+
+
+_CONFLICTS = ("UniqueViolation", "duplicate key", "UNIQUE constraint failed",
+              "database is locked", "deadlock detected", "could not serialize")
+
+
+def retry_conflicts(call: Callable[..., Any], *args: Any, attempts: int = 6) -> Any:
+    """Retry a registry write that lost a race inside the store.
+
+    MLflow's alias and tag writes are check-then-insert: two processes setting the same
+    alias at once make one fail with a unique-key violation (PostgreSQL through a server:
+    "duplicate key value violates unique constraint registered_model_alias_pk"). The write
+    is an upsert, so running it again is safe and takes the update path.
+    """
+    import random
+
+    for attempt in range(attempts):
+        try:
+            return call(*args)
+        except Exception as err:  # noqa: BLE001 - only store conflicts are retried
+            if attempt == attempts - 1 or not any(c in str(err) for c in _CONFLICTS):
+                raise
+            time.sleep(0.05 * 2 ** attempt + random.random() * 0.05)
+    return None
 
 
 # --------------------------------------------------------------------------- locking
@@ -372,9 +398,9 @@ def _apply(client: MlflowClient, cfg: Config, journal: dict[str, Any],
     name, alias = cfg.model, cfg.promote.alias
     new, old, at = journal["target"], journal.get("previous"), journal["at"]
     if old and old != new:
-        client.set_registered_model_alias(name, PREVIOUS, old)
+        retry_conflicts(client.set_registered_model_alias, name, PREVIOUS, old)
         _fault("previous_set")
-    client.set_registered_model_alias(name, alias, new)
+    retry_conflicts(client.set_registered_model_alias, name, alias, new)
     _fault("champion_set")
     tag_version(client, name, new, {"champion_since": at, **extra_tags})
     with contextlib.suppress(Exception):  # a version back in service is no longer archived
