@@ -46,6 +46,13 @@ def cli() -> Callable[..., Result]:
     return run_cli
 
 
+@pytest.fixture(autouse=True)
+def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs in its own temp folder: a default ./mlflow.db or ./mlruns lands there."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 @pytest.fixture(scope="session")
 def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty, fully migrated sqlite MLflow store, made once per session.
