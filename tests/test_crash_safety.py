@@ -103,7 +103,7 @@ def _hold_lock(project: Path) -> subprocess.Popen[str]:
     return proc
 
 
-def _check_lock_freed_on_death(project: Path, cli) -> None:
+def _check_lock_freed_on_death(project: Path, cli) -> str:
     week_ago_champion(project)
     from registry_helpers import run_cycle_here
 
@@ -117,6 +117,7 @@ def _check_lock_freed_on_death(project: Path, cli) -> None:
         assert "locked by another live process" in blocked.stderr \
             or "holds the advisory lock" in blocked.stderr, blocked.stderr
         assert len(blocked.stderr.strip().splitlines()) == 1
+        assert f"pid {holder.pid}" in blocked.stderr or "advisory" in blocked.stderr
         assert time.perf_counter() - start < 30
         assert registry_snapshot(project) == before
     finally:
@@ -125,13 +126,15 @@ def _check_lock_freed_on_death(project: Path, cli) -> None:
     freed = cli("rollback", "--reason", "the holder died", "--json", cwd=project)
     assert freed.code == 0, freed.stderr
     assert freed.json()["champion"] == "1"
+    return freed.stderr
 
 
 def test_a_file_lock_held_by_a_dead_process_is_free(project: Path, cli) -> None:
     """flock locks belong to the open file: the OS drops them when the holder dies."""
     edit_config(project, promote={"lock_timeout": 3})
-    _check_lock_freed_on_death(project, cli)
+    stderr = _check_lock_freed_on_death(project, cli)
     assert (project / ".retrainer-diabetes-ridge.lock").exists()  # the file stays, unlocked
+    assert "died holding" in stderr  # the dead holder is detected and named
 
 
 @pytest.mark.postgres

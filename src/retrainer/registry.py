@@ -301,12 +301,33 @@ def _file_lock(path: Path, timeout: float, what: str = "a promotion of this mode
     try:
         lock.acquire(timeout=timeout)
     except Timeout:
-        raise UserError(f"{what} is locked by another live process ({path}, waited "
+        holder = _read_holder(path)
+        raise UserError(f"{what} is locked by another live process{holder} ({path}, waited "
                         f"{timeout:.0f} s; the lock is freed when its holder exits)") from None
+    # A holder note left behind means its writer died holding the lock (a clean release
+    # removes it): the OS has freed the lock; say so, a repair may follow.
+    note = path.with_name(path.name + ".holder")
+    stale = _read_holder(path)
+    if stale:
+        log.warning("the previous holder%s died holding %s; the OS released the lock",
+                    stale, path)
+    with contextlib.suppress(OSError):  # the note is informative only
+        note.write_text(json.dumps({"pid": os.getpid(), "actor": actor(), "at": now_iso()}))
     try:
         yield
     finally:
+        with contextlib.suppress(OSError):
+            note.unlink()
         lock.release()
+
+
+def _read_holder(path: Path) -> str:
+    """' (pid 123, alice, since …)' from the holder note beside a lock file, or ''."""
+    try:
+        info = json.loads(path.with_name(path.name + ".holder").read_text())
+    except (OSError, ValueError):
+        return ""
+    return f" (pid {info.get('pid')}, {info.get('actor')}, since {info.get('at')})"
 
 
 @contextlib.contextmanager
