@@ -77,7 +77,8 @@ def test_stage_only_registry_is_read_and_taken_over_with_legacy_stages(project: 
     assert doc["champion"]["metrics"]["rmse"] > 0 and doc["previous"] is None
     assert doc["last_decision"] is None
     human = cli("status", cwd=project, env={"COLUMNS": "200"})
-    assert human.code == 0 and "champion" in human.stdout and " 1 " in human.stdout
+    assert human.code == 0 and " 1 " in human.stdout
+    assert "champion known by its legacy 'Production' stage" in human.stdout
 
     run = cli("run", "--json", cwd=project)
     assert run.code == 0, run.stderr

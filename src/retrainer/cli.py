@@ -232,6 +232,12 @@ def status(config: ConfigOpt = None, tracking_uri: TrackingOpt = None,
                       f"(trigger {last.get('trigger')}): {last.get('reason')}")
     if doc["champion"] is None:
         console.print("no champion yet: run `retrainer run`")
+    elif doc["champion"].get("known_by") == "legacy_stage":
+        console.print(f"champion known by its legacy '{doc['champion'].get('stage')}' stage "
+                      "(no alias yet): the first promotion sets the aliases")
+    if doc.get("repaired"):
+        console.print("[yellow]finished a promotion a crash had left half-done "
+                      "(recorded in `retrainer history`)[/yellow]")
 
 
 def _num(value: Any) -> str:
