@@ -421,7 +421,9 @@ _cells = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(
     ref=st.lists(_cells, min_size=1, max_size=60),
     cur=st.lists(st.one_of(_cells, st.sampled_from(["x", "", "1e3"])), min_size=1, max_size=60),
