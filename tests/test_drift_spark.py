@@ -23,11 +23,18 @@ def spark(tmp_path_factory):
     os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
     from pyspark.sql import SparkSession
 
+    existing = SparkSession.getActiveSession()
+    if existing is not None:  # another module's session: use it, leave it running
+        yield existing
+        return
     warehouse = tmp_path_factory.mktemp("spark-warehouse")
     session = (
         SparkSession.builder.master("local[2]")
         .appName("retrainer-drift-test")
         .config("spark.ui.enabled", "false")
+        # Loopback only: the driver must not bind to the machine's other interfaces.
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", "127.0.0.1")
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.sql.warehouse.dir", str(warehouse))
         .config("spark.driver.extraJavaOptions", f"-Djava.io.tmpdir={warehouse}")
@@ -59,7 +66,7 @@ def _frames(n: int = 5_000) -> tuple[pd.DataFrame, pd.DataFrame]:
             "code": rng.integers(1, 4, n).astype(float),  # "1" == 1.0
         }
     )
-    cur.loc[:99, "dose"] = np.nan  # 2 % missing: below the 1-point-floor? no, flagged
+    cur.loc[:99, "dose"] = np.nan  # 2 % missing: over the 1-point floor, flagged
     return ref, cur
 
 
