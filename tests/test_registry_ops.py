@@ -62,7 +62,9 @@ def test_rollback_twice_returns_to_start_and_history_shows_every_move(promoted: 
     assert [e["at_ms"] for e in doc["entries"]] == sorted(
         (e["at_ms"] for e in doc["entries"]), reverse=True)
 
-    limited = cli("history", "--json", "--limit", "1", cwd=promoted).json()
+    from retrainer.history import model_history
+
+    limited = model_history(load_cfg(promoted), limit=1)
     assert limited["total"] == 4 and len(limited["entries"]) == 1
 
     status = cli("status", "--json", cwd=promoted).json()

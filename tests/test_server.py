@@ -41,10 +41,6 @@ def test_run_status_history_rollback_promote_on_the_server(project: Path, cli,
     assert record["move"] == {**record["move"], "champion": "2", "previous": "1"}
     assert record["holdout"]["excluded"]["champion_trained_on"] == 44  # the article's 44
 
-    status = cli("status", cwd=project, env={"COLUMNS": "200"})
-    assert status.code == 0, status.stderr
-    assert "View run" not in status.stdout and "champion" in status.stdout
-
     back = cli("rollback", "--reason", "server rollback drill", "--json", cwd=project)
     assert back.code == 0, back.stderr
     assert _one_json(back.stdout)["champion"] == "1"
@@ -64,11 +60,10 @@ def test_run_status_history_rollback_promote_on_the_server(project: Path, cli,
             ("first_champion", None, "1")]
     assert doc["entries"][0]["actor"] == "dana"
 
-    final = cli("status", "--json", cwd=project)
+    final = cli("status", cwd=project, env={"COLUMNS": "200"})
     assert final.code == 0, final.stderr
-    state = _one_json(final.stdout)
-    assert state["champion"]["version"] == "2" and state["previous"]["version"] == "1"
-    assert state["last_decision"]["what"] == "manual_promotion"
+    assert "View run" not in final.stdout  # MLflow's chatter went to stderr
+    assert "last decision: promoted" in final.stdout and "manual_promotion" in final.stdout
 
 
 def test_an_unreachable_server_fails_fast_with_exit_2(project: Path, cli) -> None:
