@@ -195,3 +195,24 @@ def test_bad_input_exits_2_with_one_line_and_leaves_the_registry_alone(
         assert snapshot(_uri(path), MODEL) == before, f"registry of {path.name} changed"
     assert (promoted / WEEK_AGO).exists()
     assert seconds < 120
+
+
+def test_history_reads_records_written_before_summary_tags(project: Path) -> None:
+    """A cycle run with only the decision tag (an older retrainer) is read from its artifact."""
+    from retrainer.history import entries
+    from retrainer.registry import connect
+    from retrainer.training import experiment_id
+
+    cfg = load_cfg(project)
+    client = connect(cfg)
+    run = client.create_run(experiment_id(cfg), tags={
+        "retrainer.model": MODEL, "retrainer.kind": "cycle", "retrainer.decision": "promoted",
+        "retrainer.trigger": "schedule", "retrainer.cycle_id": "old1"})
+    client.log_dict(run.info.run_id, {
+        "decision": "promoted", "reason": "rmse improved", "actor": "cron",
+        "challenger": {"version": "7"}, "champion": {"version": "6"}}, "decision.json")
+    client.set_terminated(run.info.run_id)
+    [entry] = entries(client, cfg)
+    assert (entry["what"], entry["version"], entry["champion_before"], entry["actor"],
+            entry["reason"], entry["trigger"]) == \
+        ("promoted", "7", "6", "cron", "rmse improved", "schedule")

@@ -155,7 +155,7 @@ def _entry(client: MlflowClient, run: Any) -> dict[str, Any] | None:
     if kind == "cycle" and what == "unfinished":
         entry["reason"] = ("no decision recorded: the cycle is still running, or its process "
                            f"ended early (run status {run.info.status})")
-    elif entry["version"] is None:
+    elif f"{P}at_ms" not in tags:  # written before the summary tags existed
         _fill_from_artifact(client, run, kind, entry)
     return entry
 
