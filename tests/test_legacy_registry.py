@@ -68,9 +68,9 @@ def test_stage_only_registry_is_read_and_taken_over_with_legacy_stages(project: 
     uri = f"sqlite:///{project / 'mlflow.db'}"
     edit_config(project, promote={"legacy_stages": True})
 
-    status = cli("status", "--json", cwd=project)
-    assert status.code == 0, status.stderr
-    doc = status.json()
+    from retrainer.status import model_status
+
+    doc = model_status(load_cfg(project))  # the document `status --json` prints
     assert doc["champion"]["version"] == "1" and doc["champion"]["known_by"] == "legacy_stage"
     assert doc["champion"]["run_id"] == run_id and doc["champion"]["stage"] == "Production"
     assert doc["champion"]["since"]  # from the stage transition: no retrainer tag exists
