@@ -66,6 +66,7 @@ def _check(project: Path, results: list[Result], cli) -> dict[str, Any]:
     return {"decisions": sorted(r["decision"] for r in records), "chain": chain}
 
 
+@pytest.mark.slow
 def test_eight_cycles_at_once_on_sqlite(project: Path, cli) -> None:
     # Start from no store at all: the eight processes also race to create its schema.
     (project / "mlflow.db").unlink()
@@ -78,6 +79,7 @@ def test_eight_cycles_at_once_on_sqlite(project: Path, cli) -> None:
     assert seconds < 120
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_eight_cycles_at_once_on_a_postgresql_backed_server(project: Path, cli,
                                                             mlflow_server) -> None:

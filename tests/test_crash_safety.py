@@ -23,6 +23,7 @@ MODEL = "diabetes-ridge"
 STEPS = ("journaled", "previous_set", "champion_set", "archived", "stages", "cleared")
 
 
+@pytest.mark.slow
 def test_a_crash_at_every_step_leaves_one_champion_and_is_repaired(
         tmp_path_factory: pytest.TempPathFactory, fresh_store, cli) -> None:
     from retrainer.project import write_example
