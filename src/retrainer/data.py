@@ -282,6 +282,11 @@ def split(data: Dataset, cfg: SplitConfig) -> tuple[Dataset, Dataset]:
             Dataset(frame.iloc[test_idx], data.target, data.features, data.source))
 
 
+def split_label(cfg: SplitConfig) -> str:
+    """How a run records its split, so a later cycle can tell whether it was the same."""
+    return f"{cfg.method}:seed={cfg.seed},test_size={cfg.test_size},column={cfg.column}"
+
+
 _HASH_BUCKETS = 1_000_000
 
 

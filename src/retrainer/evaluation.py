@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from retrainer import metrics as mx
-from retrainer.data import Dataset, fingerprints
+from retrainer.data import Dataset, fingerprints, split_label
 from retrainer.errors import UserError
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ class Champion:
     train_fingerprints: np.ndarray | None
     metrics_as_logged: dict[str, float]
     source: str = "alias"  # alias | legacy_stage
+    split: str | None = None  # the split its run logged, e.g. "hash:seed=42,test_size=0.25,…"
 
 
 @dataclass
@@ -75,10 +76,12 @@ def load_version(cfg: Config, client: Any, version: Any, source: str = "alias") 
                         f"{str(err).splitlines()[0]}") from None
     columns, tensor = _input_columns(signature)
     run_metrics: dict[str, float] = {}
+    split = None
     fps = None
     if mv.run_id:
         try:
-            run_metrics = dict(client.get_run(mv.run_id).data.metrics)
+            run = client.get_run(mv.run_id)
+            run_metrics, split = dict(run.data.metrics), run.data.params.get("split")
         except Exception:  # noqa: BLE001 - the run may have been deleted
             run_metrics = {}
         fps = load_fingerprints(client, mv.run_id)
@@ -86,7 +89,7 @@ def load_version(cfg: Config, client: Any, version: Any, source: str = "alias") 
                     input_columns=columns, tensor_input=tensor, train_fingerprints=fps,
                     metrics_as_logged={m: run_metrics[m] for m in cfg.metrics
                                        if m in run_metrics},
-                    source=source)
+                    source=source, split=split)
 
 
 def _input_columns(signature: Any) -> tuple[list[str] | None, bool]:
@@ -151,9 +154,10 @@ def score_both(cfg: Config, champion: Champion | None, challenger: TrainedModel,
         leaked = np.isin(hold_fp, champion.train_fingerprints)
         excluded["champion_trained_on"] = int(leaked.sum())
         keep &= ~leaked
-    elif cfg.split.method == "hash":
-        notes.append("split: hash keeps every row on its side, so the champion never trained "
-                     "on these holdout rows")
+    elif cfg.split.method == "hash" and champion.split == split_label(cfg.split):
+        # Membership is recomputed: the same stable hash put these rows in its holdout too.
+        notes.append(f"champion version {champion.version} was trained with this same hash "
+                     "split, so none of these holdout rows were its training rows")
     else:
         notes.append(f"champion version {champion.version} logged no training-row "
                      "fingerprints: rows it trained on cannot be excluded; use split: hash "

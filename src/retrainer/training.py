@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from retrainer import metrics as mx
-from retrainer.data import Dataset, fingerprints, load_callable
+from retrainer.data import Dataset, fingerprints, load_callable, split_label
 from retrainer.errors import UserError
 
 if TYPE_CHECKING:
@@ -207,6 +207,7 @@ def fit_and_log(cfg: Config, train: Dataset, holdout: Dataset, *, cycle_id: str,
     with mlflow.start_run(experiment_id=experiment_id(cfg), tags=tags) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in cfg.train.params.items()})
         mlflow.log_params({"estimator": cfg.train.estimator or cfg.train.entrypoint,
+                           "split": split_label(cfg.split),
                            "train_rows": len(train), "holdout_rows": len(holdout)})
         mlflow.log_metrics({m: v for m, v in logged.items() if np.isfinite(v)})
         mlflow.log_metric("fit_seconds", fit_seconds)
