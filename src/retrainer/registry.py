@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from retrainer import locks
 from retrainer.errors import UserError
 
 if TYPE_CHECKING:
@@ -290,78 +291,15 @@ def lock_path(cfg: Config) -> Path:
     return Path(tempfile.gettempdir()) / f"retrainer-{digest}.lock"
 
 
-@contextlib.contextmanager
 def _file_lock(path: Path, timeout: float, what: str = "a promotion of this model"
-               ) -> Iterator[None]:
-    # flock-based: the OS drops the lock when its holder dies, so a lock is never stale.
-    from filelock import FileLock, Timeout
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path))
-    try:
-        lock.acquire(timeout=timeout)
-    except Timeout:
-        holder = _read_holder(path)
-        raise UserError(f"{what} is locked by another live process{holder} ({path}, waited "
-                        f"{timeout:.0f} s; the lock is freed when its holder exits)") from None
-    # A holder note left behind means its writer died holding the lock (a clean release
-    # removes it): the OS has freed the lock; say so, a repair may follow.
-    note = path.with_name(path.name + ".holder")
-    stale = _read_holder(path)
-    if stale:
-        log.warning("the previous holder%s died holding %s; the OS released the lock",
-                    stale, path)
-    with contextlib.suppress(OSError):  # the note is informative only
-        note.write_text(json.dumps({"pid": os.getpid(), "actor": actor(), "at": now_iso()}))
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            note.unlink()
-        lock.release()
+               ) -> contextlib.AbstractContextManager[None]:
+    return locks.file_lock(path, timeout, busy=what)
 
 
-def _read_holder(path: Path) -> str:
-    """' (pid 123, alice, since …)' from the holder note beside a lock file, or ''."""
-    try:
-        info = json.loads(path.with_name(path.name + ".holder").read_text())
-    except (OSError, ValueError):
-        return ""
-    return f" (pid {info.get('pid')}, {info.get('actor')}, since {info.get('at')})"
-
-
-@contextlib.contextmanager
-def _advisory_lock(url: str, key: str, timeout: float) -> Iterator[None]:
-    # Session-level advisory lock: PostgreSQL releases it when the holder's connection dies.
-    import sqlalchemy
-
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg2://" + url.removeprefix("postgresql://")
-    try:
-        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
-        conn = engine.connect()
-    except Exception as err:  # noqa: BLE001
-        raise UserError(f"cannot reach the lock database: {str(err).splitlines()[0]}") from None
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            got = conn.execute(sqlalchemy.text("SELECT pg_try_advisory_lock(hashtext(:k))"),
-                               {"k": key}).scalar()
-            conn.commit()
-            if got:
-                break
-            if time.monotonic() > deadline:
-                raise UserError(f"another promotion of this model holds the advisory lock "
-                                f"{key!r} (waited {timeout:.0f} s)")
-            time.sleep(0.2)
-        try:
-            yield
-        finally:
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": key})
-            conn.commit()
-    finally:
-        conn.close()
-        engine.dispose()
+def _advisory_lock(url: str, key: str, timeout: float,
+                   what: str = "a promotion of this model"
+                   ) -> contextlib.AbstractContextManager[None]:
+    return locks.advisory_lock(url, key, timeout, busy=what)
 
 
 # --------------------------------------------------------------------------- promotion

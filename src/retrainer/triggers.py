@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from retrainer import registry
+from retrainer import locks, registry
 from retrainer.errors import UserError
 
 if TYPE_CHECKING:
@@ -727,65 +727,14 @@ def watch_lock_path(cfg: Config) -> Any:
     return path.with_name(path.name.removesuffix(".lock") + ".watch.lock")
 
 
-@contextlib.contextmanager
-def watch_lock(cfg: Config) -> Iterator[None]:
+def watch_lock(cfg: Config) -> contextlib.AbstractContextManager[None]:
     """One watcher per model: a second one fails at once with a UserError (exit 2)."""
+    busy = (f"another `retrainer watch` is already running for model {cfg.model!r} "
+            "(one watcher per model)")
     target = cfg.promote.lock
     if target and target.startswith("postgres"):
-        with _advisory_watch_lock(target, f"retrainer-watch:{cfg.model}", cfg.model):
-            yield
-        return
-    from filelock import FileLock, Timeout
-
-    path = watch_lock_path(cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pid_file = path.with_name(path.name + ".pid")
-    lock = FileLock(str(path))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        holder = ""
-        with contextlib.suppress(OSError):
-            holder = f", pid {pid_file.read_text().strip()}"
-        raise UserError(f"another `retrainer watch` is already running for model "
-                        f"{cfg.model!r} (lock {path}{holder}); one watcher per model") from None
-    try:
-        with contextlib.suppress(OSError):
-            pid_file.write_text(str(os.getpid()))
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            pid_file.unlink()
-        lock.release()
-
-
-@contextlib.contextmanager
-def _advisory_watch_lock(url: str, key: str, model: str) -> Iterator[None]:
-    # Session-level: PostgreSQL drops it when the holder's connection dies.
-    import sqlalchemy
-
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg2://" + url.removeprefix("postgresql://")
-    try:
-        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
-        conn = engine.connect()
-    except Exception as err:  # noqa: BLE001
-        raise UserError(f"cannot reach the lock database: {str(err).splitlines()[0]}") from None
-    try:
-        got = conn.execute(sqlalchemy.text("SELECT pg_try_advisory_lock(hashtext(:k))"),
-                           {"k": key}).scalar()
-        conn.commit()
-        if not got:
-            raise UserError(f"another `retrainer watch` is already running for model "
-                            f"{model!r} (advisory lock {key!r}); one watcher per model")
-        try:
-            yield
-        finally:
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": key})
-            conn.commit()
-    finally:
-        conn.close()
-        engine.dispose()
+        return locks.advisory_lock(target, f"retrainer-watch:{cfg.model}", 0, busy=busy)
+    return locks.file_lock(watch_lock_path(cfg), 0, busy=busy)
 
 
 # --------------------------------------------------------------------------- signals
