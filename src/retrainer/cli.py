@@ -65,7 +65,10 @@ def _quiet_stdout() -> Iterator[None]:
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(file=sys.stderr if stderr else _STDOUT, highlight=False, soft_wrap=True)
+    file = sys.stderr if stderr else _STDOUT
+    # Piped output (logs, CI) has no terminal width: tables get room instead of 80 columns.
+    width = None if file.isatty() or os.environ.get("COLUMNS") else 160
+    return Console(file=file, highlight=False, soft_wrap=True, width=width)
 
 
 def _emit_json(doc: Any) -> None:
