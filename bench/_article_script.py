@@ -4,6 +4,10 @@ Step 1 deploys the initial model (trained on all diabetes rows but the last 20) 
 Production stage; step 2 is the retraining notebook: retrain on all rows, compare the
 runs' logged metrics, promote and archive. Only the store URI and the Databricks-specific
 model path are adapted. Prints the timings as JSON.
+
+On MLflow 3 the article's `runs:/<run_id>/model` source registers a version without the
+model's files (autolog now logs a LoggedModel); the timing is unaffected, and nothing
+here loads the registered versions.
 """
 
 import json
