@@ -24,6 +24,7 @@ KEPT = "kept_champion"
 DRY_PROMOTE = "dry_run_would_promote"
 DRY_KEEP = "dry_run_would_keep"
 PROMOTING = {FIRST_CHAMPION, PROMOTED}
+_HOUSEKEEPING = {"enough clean holdout rows", "schema compatible"}
 
 
 @dataclass
@@ -161,7 +162,10 @@ def judge(scores: Scores, gate: GateConfig, metrics: list[str]) -> Verdict:
     passed = not failed
     first = scores.champion is None
     if passed:
-        reason = "; ".join(c.detail for c in checks) or "no checks configured"
+        # The metric checks say why it passed; row counts and schema are in `checks`.
+        said = [c.detail for c in checks if c.name not in _HOUSEKEEPING] or \
+            [c.detail for c in checks]
+        reason = "; ".join(said) or "no checks configured"
     else:
         reason = "; ".join(c.detail for c in failed)
     if first:
