@@ -68,6 +68,14 @@ def test_help_is_fast_because_heavy_libraries_load_lazily() -> None:
         assert command in result.stdout
 
 
+@pytest.mark.parametrize("args", [["bogus"], ["run", "--bogus"], ["promote"],
+                                  ["history", "--limit", "abc"]])
+def test_usage_errors_exit_2_without_a_traceback(args: list[str], tmp_path: Path) -> None:
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.code == 2, result.stderr
+    assert "Traceback" not in result.stderr and "Error:" in result.stderr
+
+
 def test_init_then_run_then_status(tmp_path: Path, fresh_store) -> None:
     result = run_cli("init", str(tmp_path / "p"), cwd=tmp_path)
     assert result.code == 0, result.stderr

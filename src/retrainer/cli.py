@@ -28,7 +28,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
 )
 
 ConfigOpt = Annotated[Path | None, typer.Option(
@@ -439,8 +439,11 @@ def watch(
         "--json", help="Print JSON on stdout: one document (--once), or one line per "
                        "evaluation that fired (daemon).")] = False,
 ) -> None:
-    """Evaluate the triggers (schedule, drift, new version, performance); run cycles when
-    they fire. Without --once: a daemon, one per model, stopped by SIGTERM."""
+    """Evaluate the triggers (schedule, drift, new version, performance) and act on them.
+
+    Runs a cycle when schedule, drift or performance fire; judges versions registered
+    outside retrainer. Without --once: a daemon, one per model, stopped by SIGTERM.
+    """
     from retrainer import triggers
 
     cfg = _load(config, tracking_uri)
@@ -569,6 +572,24 @@ def predict(
 
 # --------------------------------------------------------------------------- entry point
 
+def _usage_error_types() -> tuple[type[Exception], ...]:
+    """click's ClickException, wherever this typer keeps click (recent typers vendor it)."""
+    types: list[type[Exception]] = []
+    try:
+        from typer._click.exceptions import ClickException as Vendored
+
+        types.append(Vendored)
+    except ImportError:
+        pass
+    try:
+        from click.exceptions import ClickException
+
+        types.append(ClickException)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
 def main() -> None:
     """Console entry: exit 2 with one line for the user's mistakes, 1 for the unexpected."""
     _setup_logging(verbose=os.environ.get("RETRAINER_VERBOSE") == "1")
@@ -586,14 +607,13 @@ def main() -> None:
     except SystemExit:
         raise
     except Exception as err:  # noqa: BLE001
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
+        usage = _usage_error_types()
+        if isinstance(err, usage):  # bad arguments: click's own message, exit 2
             err.show()
             sys.exit(err.exit_code)
-        if isinstance(err, click.exceptions.Exit):
+        if isinstance(err, typer.Exit):
             sys.exit(err.exit_code)
-        if isinstance(err, click.exceptions.Abort):
+        if isinstance(err, typer.Abort):
             print("aborted", file=sys.stderr)
             sys.exit(1)
         import traceback
