@@ -307,11 +307,11 @@ def _score_spark(
     model: Any, data: Path, in_fmt: str, output: Path, out_fmt: str, needed: list[str]
 ) -> int:
     import mlflow
-    from pyspark.sql import functions as F
 
     from retrainer.spark import get_spark
 
-    spark = get_spark("retrainer-predict")
+    spark = get_spark("retrainer-predict")  # a one-line UserError without the spark extra
+    from pyspark.sql import functions as F
     reader = spark.read
     if in_fmt == "csv":
         df = reader.option("header", True).option("inferSchema", True).csv(str(data))
