@@ -122,6 +122,10 @@ def judge_version(cfg: Config, version: str, data: str | None = None,
     if problem:
         raise UserError(problem)
     decision_id = uuid.uuid4().hex[:12]
+    # How the history names this move: by hand, forced, or found by the watcher.
+    kind = ("forced_promotion" if force else
+            "manual_promotion" if trigger in ("manual", "manual_promotion") else
+            f"{trigger}_promotion")
 
     scores = _score(cfg, client, champion, challenger, holdout, None,
                     candidate.train_fingerprints, cand_inputs)
@@ -145,7 +149,7 @@ def judge_version(cfg: Config, version: str, data: str | None = None,
 
         move, why = registry.promote(client, cfg, version,
                                      champion.version if champion else None, recheck,
-                                     kind="forced_promotion" if force else "manual_promotion",
+                                     kind=kind,
                                      decision_id=decision_id, reason=reason, trigger=trigger)
         if move is None:
             judged["verdict"] = gate.Verdict(gate.KEPT, False, why or "not promoted",
@@ -159,7 +163,7 @@ def judge_version(cfg: Config, version: str, data: str | None = None,
                              verdict=verdict, scores=judged["scores"],
                              champion=judged["champion"], challenger=challenger,
                              version=version, rows=rows, train_rows=None, holdout=holdout)
-    record["kind"] = "forced_promotion" if force else "manual_promotion"
+    record["kind"] = kind
     record["forced"] = bool(force)
     record["move"] = _move_dict(move)
     champion_version = record["champion"]["version"] if record["champion"] else None

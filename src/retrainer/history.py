@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from retrainer.config import Config
 
 P = registry.PREFIX
-MOVE_KINDS = ("first_champion", "promoted", "manual_promotion", "forced_promotion", "rollback")
 
 
 def model_history(cfg: Config, limit: int | None = None,

@@ -311,7 +311,7 @@ class Move:
     model: str
     champion: str
     previous: str | None
-    kind: str  # first_champion | promoted | rollback | manual_promotion | repair
+    kind: str  # first_champion, promoted, rollback, repair, {manual,forced,…}_promotion
     at: str
 
 
