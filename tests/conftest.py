@@ -118,14 +118,11 @@ def edit_config(project: Path, replace: tuple[str, ...] = (), **changes: Any) ->
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
-def registry_snapshot(project: Path, model: str = "diabetes-ridge") -> dict[str, Any]:
-    """Versions, aliases and tags of the registered model (empty when there is none)."""
-    db = project / "mlflow.db"
-    if not db.exists():
-        return {}
+def snapshot(uri: str, model: str) -> dict[str, Any]:
+    """Versions (with tags and stages), aliases and model tags: for 'registry unchanged'."""
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
         rm = client.get_registered_model(model)
     except Exception:  # noqa: BLE001 - no model yet
@@ -134,3 +131,25 @@ def registry_snapshot(project: Path, model: str = "diabetes-ridge") -> dict[str,
     return {"aliases": {a: str(v) for a, v in rm.aliases.items()}, "tags": dict(rm.tags),
             "versions": sorted((str(v.version), tuple(sorted(v.tags.items())), v.current_stage)
                                for v in versions)}
+
+
+def registry_snapshot(project: Path, model: str = "diabetes-ridge") -> dict[str, Any]:
+    """`snapshot` of a project's embedded store (empty when there is no store yet)."""
+    db = project / "mlflow.db"
+    return snapshot(f"sqlite:///{db}", model) if db.exists() else {}
+
+
+def copy_project(source: Path, target: Path) -> Path:
+    """A private copy of a project and its store (absolute artifact paths rewritten)."""
+    import contextlib
+    import sqlite3
+
+    shutil.copytree(source, target)
+    with sqlite3.connect(target / "mlflow.db") as conn:
+        for table, col in (("experiments", "artifact_location"), ("runs", "artifact_uri"),
+                           ("model_versions", "source"), ("model_versions", "storage_location"),
+                           ("logged_models", "artifact_location")):
+            with contextlib.suppress(sqlite3.OperationalError):
+                conn.execute(f"UPDATE {table} SET {col} = REPLACE({col}, ?, ?)",
+                             (str(source), str(target)))
+    return target

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import Result, edit_config
+from conftest import Result, edit_config, snapshot  # noqa: F401 - re-exported
 
 WEEK_AGO = "data/diabetes_week_ago.csv"
 
@@ -51,21 +51,6 @@ def history_here(project: Path) -> list[dict[str, Any]]:
 
     cfg = load_cfg(project)
     return entries(connect(cfg), cfg)
-
-
-def snapshot(uri: str, model: str) -> dict[str, Any]:
-    """Versions (with tags and stages), aliases and model tags: for 'registry unchanged'."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    try:
-        rm = client.get_registered_model(model)
-    except Exception:  # noqa: BLE001 - no model yet
-        return {}
-    versions = client.search_model_versions(f"name='{model}'")
-    return {"aliases": {a: str(v) for a, v in rm.aliases.items()}, "tags": dict(rm.tags),
-            "versions": sorted((str(v.version), tuple(sorted(v.tags.items())), v.current_stage)
-                               for v in versions)}
 
 
 def champion_state(uri: str, model: str) -> dict[str, Any]:

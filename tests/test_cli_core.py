@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import socket
@@ -13,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import edit_config, registry_snapshot, run_cli
+from conftest import copy_project, edit_config, registry_snapshot, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -32,19 +31,7 @@ def champion_project(tmp_path_factory: pytest.TempPathFactory, store_template: P
 
 @pytest.fixture
 def proj(champion_project: Path, tmp_path: Path) -> Path:
-    target = tmp_path / "proj"
-    shutil.copytree(champion_project, target)
-    # The experiment's artifact folder is absolute: point the copy at its own artifacts.
-    import sqlite3
-
-    with sqlite3.connect(target / "mlflow.db") as conn:
-        for table, col in (("experiments", "artifact_location"), ("runs", "artifact_uri"),
-                           ("model_versions", "source"), ("model_versions", "storage_location"),
-                           ("logged_models", "artifact_location")):
-            with contextlib.suppress(sqlite3.OperationalError):
-                conn.execute(f"UPDATE {table} SET {col} = REPLACE({col}, ?, ?)",
-                             (str(champion_project), str(target)))
-    return target
+    return copy_project(champion_project, tmp_path / "proj")
 
 
 def _assert_user_error(result, fragment: str) -> None:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from mlflow import MlflowClient
+
+from conftest import copy_project  # noqa: F401 - re-exported
 
 MODEL = "diabetes-ridge"
 FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
@@ -30,19 +30,6 @@ def make_champion_project(base: Path, store_template: Path) -> Path:
     record = run_cycle(load(base / "retrainer.yaml"), data=str(week_ago), trigger="setup")
     assert record["decision"] == "first_champion"
     return base
-
-
-def copy_project(source: Path, target: Path) -> Path:
-    """A private copy of a project and its store (absolute artifact paths rewritten)."""
-    shutil.copytree(source, target)
-    with sqlite3.connect(target / "mlflow.db") as conn:
-        for table, col in (("experiments", "artifact_location"), ("runs", "artifact_uri"),
-                           ("model_versions", "source"), ("model_versions", "storage_location"),
-                           ("logged_models", "artifact_location")):
-            with contextlib.suppress(sqlite3.OperationalError):
-                conn.execute(f"UPDATE {table} SET {col} = REPLACE({col}, ?, ?)",
-                             (str(source), str(target)))
-    return target
 
 
 def client_for(project: Path) -> MlflowClient:

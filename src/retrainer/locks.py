@@ -8,25 +8,16 @@ live holder (pid, who, since when); a note left behind names a holder that died.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
 import logging
 import os
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 
 from retrainer.errors import UserError
 
 log = logging.getLogger("retrainer")
-
-
-def _who() -> str:
-    try:
-        return os.environ.get("RETRAINER_ACTOR") or getpass.getuser()
-    except Exception:  # noqa: BLE001 - no user name in some containers
-        return "unknown"
 
 
 def holder_note(path: Path) -> str:
@@ -57,11 +48,11 @@ def file_lock(path: Path, timeout: float, busy: str) -> Iterator[None]:
     if stale:
         log.warning("the previous holder%s died holding %s; the OS released the lock",
                     stale, path)
+    from retrainer.registry import actor, now_iso
+
     note = path.with_name(path.name + ".holder")
     with contextlib.suppress(OSError):  # the note is informative only
-        note.write_text(json.dumps({"pid": os.getpid(), "actor": _who(),
-                                    "at": datetime.now(timezone.utc).isoformat(
-                                        timespec="seconds")}))
+        note.write_text(json.dumps({"pid": os.getpid(), "actor": actor(), "at": now_iso()}))
     try:
         yield
     finally:
