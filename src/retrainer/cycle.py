@@ -113,11 +113,11 @@ def judge_version(cfg: Config, version: str, data: str | None = None,
     if champion is not None:
         evaluation.champion_inputs(champion, holdout)
     info = training.load_training_info(client, mv.run_id) if mv.run_id else {}
-    task = info.get("task") or _task_of_model(cfg, candidate.model, holdout)
+    task = info.get("task") or training.task_of(cfg, candidate.model, holdout.y)
     challenger = training.TrainedModel(
         model=candidate.model, task=task, run_id=mv.run_id or "", model_uri=mv.source,
         model_id=getattr(mv, "model_id", None), metrics_as_logged=candidate.metrics_as_logged,
-        fit_seconds=0.0, signature=_signature(cfg, version), labels=info.get("labels"))
+        fit_seconds=0.0, signature=candidate.signature, labels=info.get("labels"))
     problem = mx.check_task(cfg.metrics, task)
     if problem:
         raise UserError(problem)
@@ -183,10 +183,6 @@ def _move_dict(move: registry.Move | None) -> dict[str, Any] | None:
             "at": move.at}
 
 
-def _task_of_model(cfg: Config, model: Any, holdout: Dataset) -> str:
-    return training.task_of(cfg, model, holdout.y)
-
-
 def load_champion(cfg: Config, client: MlflowClient, version: str | None = None) -> Champion | None:
     if version is None:
         found = registry.current_champion(client, cfg.model, cfg.promote.alias)
@@ -203,18 +199,9 @@ def _score(cfg: Config, client: MlflowClient, champion: Champion | None, challen
     fps = data_mod.fingerprints(train_rows) if train_rows is not None else challenger_fps
     scores = evaluation.score_both(cfg, champion, challenger, holdout, fps, challenger_inputs)
     if champion is not None:
-        scores.schema = evaluation.schema_diff(_signature(cfg, champion.version),
+        scores.schema = evaluation.schema_diff(champion.signature,
                                                challenger.signature)
     return scores
-
-
-def _signature(cfg: Config, version: str) -> Any:
-    import mlflow
-
-    try:
-        return mlflow.models.get_model_info(f"models:/{cfg.model}/{version}").signature
-    except Exception:  # noqa: BLE001
-        return None
 
 
 def _clean(value: Any) -> Any:

@@ -49,9 +49,6 @@ class Dataset:
     def y(self) -> pd.Series:
         return self.frame[self.target]
 
-    def subset(self, index: Any) -> Dataset:
-        return Dataset(self.frame.loc[index], self.target, self.features, self.source)
-
     def __len__(self) -> int:
         return len(self.frame)
 

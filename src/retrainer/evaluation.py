@@ -37,6 +37,7 @@ class Champion:
     train_fingerprints: np.ndarray | None
     metrics_as_logged: dict[str, float]
     source: str = "alias"  # alias | legacy_stage
+    signature: Any = None
     split: str | None = None  # the split its run logged, e.g. "hash:seed=42,test_size=0.25,…"
 
 
@@ -89,7 +90,7 @@ def load_version(cfg: Config, client: Any, version: Any, source: str = "alias") 
                     input_columns=columns, tensor_input=tensor, train_fingerprints=fps,
                     metrics_as_logged={m: run_metrics[m] for m in cfg.metrics
                                        if m in run_metrics},
-                    source=source, split=split)
+                    source=source, signature=signature, split=split)
 
 
 def _input_columns(signature: Any) -> tuple[list[str] | None, bool]:

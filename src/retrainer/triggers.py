@@ -155,12 +155,6 @@ def latest_slot(cron: str, tz: str, now: datetime) -> datetime:
     return croniter(cron, local + timedelta(microseconds=1)).get_prev(datetime)
 
 
-def next_slot(cron: str, tz: str, now: datetime) -> datetime:
-    from croniter import croniter
-
-    return croniter(cron, now.astimezone(_zone(tz))).get_next(datetime)
-
-
 def _slots_between(cron: str, tz: str, after: datetime, until: datetime, cap: int = 1000) -> int:
     """How many slots lie in (after, until]; capped, it only feeds the reason text."""
     from croniter import croniter
