@@ -306,7 +306,7 @@ ActorOpt = Annotated[str | None, typer.Option(
 
 
 def _set_actor(actor: str | None) -> None:
-    # registry.actor() reads the environment, so every record of this command names them.
+    # stamp.actor() reads the environment, so every record of this command names them.
     if actor is not None:
         if not actor.strip():
             raise UserError("--actor must not be empty")
@@ -369,7 +369,7 @@ def rollback(
     if not (reason or "").strip():
         raise UserError("rollback needs --reason: say why the champion is rolled back")
     _set_actor(actor)
-    from retrainer import registry
+    from retrainer import registry, stamp
 
     cfg = _load(config, tracking_uri)
     with _quiet_stdout():
@@ -377,7 +377,7 @@ def rollback(
         move = registry.rollback(client, cfg, reason, to=to)
     doc = {"model": move.model, "decision": "rollback", "champion": move.champion,
            "previous": move.previous, "at": move.at, "reason": reason.strip(),
-           "actor": registry.actor()}
+           "actor": stamp.actor()}
     if as_json:
         _emit_json(doc)
         return

@@ -13,7 +13,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from retrainer import data as data_mod
-from retrainer import evaluation, gate, registry, training
+from retrainer import evaluation, gate, registry, stamp, training
 from retrainer import metrics as mx
 from retrainer.errors import UserError
 
@@ -132,7 +132,7 @@ def judge_version(cfg: Config, version: str, data: str | None = None,
     verdict = gate.judge(scores, cfg.gate, cfg.metrics)
     if force and not verdict.promotes:
         verdict = gate.Verdict(gate.FIRST_CHAMPION if champion is None else gate.PROMOTED,
-                               True, f"forced by {registry.actor()}: {reason} (gate said: "
+                               True, f"forced by {stamp.actor()}: {reason} (gate said: "
                                f"{verdict.decision}: {verdict.reason})", verdict.checks)
     judged = {"champion": champion, "scores": scores, "verdict": verdict}
     move: registry.Move | None = None
@@ -225,8 +225,8 @@ def decision_record(cfg: Config, *, trigger: str, trigger_reason: str | None, cy
     record: dict[str, Any] = {
         "model": cfg.model,
         "cycle_id": cycle_id,
-        "at": registry.now_iso(),
-        "actor": registry.actor(),
+        "at": stamp.now_iso(),
+        "actor": stamp.actor(),
         "trigger": trigger,
         "trigger_reason": trigger_reason,
         "decision": verdict.decision,

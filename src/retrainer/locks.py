@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from retrainer.errors import UserError
+from retrainer.stamp import actor, now_iso
 
 log = logging.getLogger("retrainer")
 
@@ -48,8 +49,6 @@ def file_lock(path: Path, timeout: float, busy: str) -> Iterator[None]:
     if stale:
         log.warning("the previous holder%s died holding %s; the OS released the lock",
                     stale, path)
-    from retrainer.registry import actor, now_iso
-
     note = path.with_name(path.name + ".holder")
     with contextlib.suppress(OSError):  # the note is informative only
         note.write_text(json.dumps({"pid": os.getpid(), "actor": actor(), "at": now_iso()}))

@@ -11,7 +11,6 @@ retrainer command finishes a journal it finds half-done. Promotions run under a 
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
 import logging
 import os
@@ -20,12 +19,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from retrainer import locks
 from retrainer.errors import UserError
+from retrainer.stamp import actor, now_iso
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -41,17 +40,6 @@ CHALLENGER = "challenger"
 PREVIOUS = "previous"
 LEGACY_PRODUCTION = "Production"
 LEGACY_ARCHIVED = "Archived"
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def actor() -> str:
-    try:
-        return os.environ.get("RETRAINER_ACTOR") or getpass.getuser()
-    except Exception:  # noqa: BLE001 - no user name in some containers
-        return "unknown"
 
 
 # --------------------------------------------------------------------------- connection
