@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from retrainer import metrics as mx
+from retrainer import registry
 from retrainer.data import Dataset, fingerprints, load_callable, split_label
 from retrainer.errors import UserError
 
@@ -204,7 +205,7 @@ def fit_and_log(cfg: Config, train: Dataset, holdout: Dataset, *, cycle_id: str,
             f"{TAG_PREFIX}task": task}
     if reason:
         tags[f"{TAG_PREFIX}trigger_reason"] = reason[:5000]
-    with mlflow.start_run(experiment_id=experiment_id(cfg), tags=tags) as run:
+    with mlflow.start_run(experiment_id=registry.experiment_id(cfg), tags=tags) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in cfg.train.params.items()})
         mlflow.log_params({"estimator": cfg.train.estimator or cfg.train.entrypoint,
                            "split": split_label(cfg.split),
@@ -286,26 +287,6 @@ def _reference_profile(cfg: Config, train: Dataset, holdout_pred: Any) -> dict |
     except Exception as err:  # noqa: BLE001 - drift is an add-on to the cycle
         log.warning("could not build the reference profile: %s", err)
         return None
-
-
-def experiment_id(cfg: Config) -> str:
-    """The experiment's id, created on first use (artifacts beside an embedded store)."""
-    from mlflow import MlflowClient
-
-    from retrainer.config import artifact_root
-
-    client = MlflowClient()
-    name = cfg.experiment_name
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    try:
-        return client.create_experiment(name, artifact_location=artifact_root(cfg))
-    except Exception:  # noqa: BLE001 - another process created it first
-        exp = client.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
 
 
 def load_training_info(client: Any, run_id: str) -> dict[str, Any]:

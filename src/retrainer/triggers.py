@@ -447,7 +447,7 @@ class StateStore:
         self._saved.update(dict(changed))
 
     def _create(self) -> str:
-        from retrainer.training import experiment_id
+        from retrainer.registry import experiment_id
 
         run = self.client.create_run(experiment_id(self.cfg), tags={
             f"{registry.PREFIX}model": self.cfg.model, f"{registry.PREFIX}kind": STATE_KIND,
