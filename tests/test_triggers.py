@@ -19,7 +19,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from retrainer import drift, triggers
+from retrainer import triggers
+from retrainer.drift.profile import build_profile
+from retrainer.drift.statistics import compare
 from retrainer.errors import UserError
 
 UTC = timezone.utc
@@ -141,7 +143,7 @@ def test_drift_reason_names_columns_statistics_and_thresholds() -> None:
                         "age": rng.normal(size=2000)})
     cur = ref.copy()
     cur["bmi"] = rng.normal(size=2000) + 1.0
-    report = drift.compare(drift.build_profile(ref), cur, share=0.3)
+    report = compare(build_profile(ref), cur, share=0.3)
     assert report.dataset_drift
     reason = triggers.drift_reason(report)
     bmi = next(c for c in report.columns if c.column == "bmi")
@@ -152,7 +154,7 @@ def test_drift_reason_names_columns_statistics_and_thresholds() -> None:
 
 def test_drift_reason_for_a_missing_column_says_so() -> None:
     ref = pd.DataFrame({"bmi": np.arange(100.0), "bp": np.arange(100.0)})
-    report = drift.compare(drift.build_profile(ref), ref[["bp"]], share=0.5)
+    report = compare(build_profile(ref), ref[["bp"]], share=0.5)
     assert "bmi: column missing from the current data" in triggers.drift_reason(report)
 
 

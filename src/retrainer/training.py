@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("retrainer")
 
 FINGERPRINTS = "retrainer/train_fingerprints.npy"
-PROFILE = "reference_profile.json"
 MODEL_NAME = "model"
 TAG_PREFIX = "retrainer."
 
@@ -186,6 +185,8 @@ def fit_and_log(cfg: Config, train: Dataset, holdout: Dataset, *, cycle_id: str,
     import numpy as np
     from mlflow.models import infer_signature
 
+    from retrainer.drift.profile import PROFILE_ARTIFACT
+
     model, fit_seconds = fit(cfg, train)
     task = task_of(cfg, model, train.y)
     problem = mx.check_task(cfg.metrics, task)
@@ -223,7 +224,7 @@ def fit_and_log(cfg: Config, train: Dataset, holdout: Dataset, *, cycle_id: str,
             mlflow.log_artifact(str(fp), artifact_path="retrainer")
         profile = _reference_profile(cfg, train, pred)
         if profile is not None:
-            mlflow.log_dict(profile, PROFILE)
+            mlflow.log_dict(profile, PROFILE_ARTIFACT)
         mlflow.log_dict({"features": train.features, "target": train.target, "task": task,
                          "labels": _jsonable(labels), "metrics": cfg.metrics},
                         "retrainer/training.json")
@@ -281,9 +282,9 @@ def _dataset_source(source: str) -> str | None:
 
 def _reference_profile(cfg: Config, train: Dataset, holdout_pred: Any) -> dict | None:
     try:
-        from retrainer import drift
+        from retrainer.drift.profile import build_profile
 
-        return drift.build_profile(train.X, holdout_pred, bins=cfg.drift.bins)
+        return build_profile(train.X, holdout_pred, bins=cfg.drift.bins)
     except Exception as err:  # noqa: BLE001 - drift is an add-on to the cycle
         log.warning("could not build the reference profile: %s", err)
         return None
