@@ -125,18 +125,34 @@ def decide(cfg: Config, client: MlflowClient, candidate: Candidate, champion: Ch
     the watcher's promotion); a cycle's move is named by its verdict.
     """
     judged = judge(cfg, candidate, champion, holdout, force=force, reason=reason)
+    return promote_and_record(cfg, client, candidate, judged, rows, holdout,
+                              decision_id=decision_id, trigger=trigger, reason=reason,
+                              kind=kind, force=force)
+
+
+def promote_and_record(cfg: Config, client: MlflowClient, candidate: Candidate,
+                       judged: Judgement, rows: Dataset, holdout: Dataset, *, decision_id: str,
+                       trigger: str, reason: str | None, kind: str | None,
+                       force: bool = False) -> dict[str, Any]:
+    """Act on a judgement: register the candidate, promote it if it passed, record why.
+
+    The promotion takes the lock and compares the champion of that moment with the one
+    judged against; if another process promoted meanwhile, the candidate is judged again
+    against the new champion and that verdict decides.
+    """
     version = candidate.version or _register(cfg, client, candidate, decision_id, trigger)
     move: registry.Move | None = None
     if judged.verdict.promotes:
+        judged_against = judged.champion.version if judged.champion else None
+
         def recheck(current: str | None) -> bool:
-            # Another process promoted while this one judged: judge again against it, now.
             nonlocal judged
             now = load_champion(cfg, client, current) if current else None
             judged = judge(cfg, candidate, now, holdout, force=force, reason=reason)
             return judged.verdict.promotes
 
         move, why = registry.promote(
-            client, cfg, version, champion.version if champion else None, recheck,
+            client, cfg, version, judged_against, recheck,
             kind=kind or judged.verdict.decision, decision_id=decision_id, reason=reason,
             trigger=trigger)
         if move is None:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from retrainer.config import Config
-    from retrainer.drift import DriftReport
+    from retrainer.drift.statistics import DriftReport
 
 log = logging.getLogger("retrainer")
 
@@ -306,7 +306,7 @@ def check_drift(client: MlflowClient, cfg: Config, state: dict[str, Any],
     again on the same rows (say the gate kept the champion) would retrain in a loop. New
     rows that still drift fire again, and so does drift that returns after it cleared.
     """
-    from retrainer import drift
+    from retrainer.drift.champion import champion_drift
 
     spec = cfg.triggers.drift
     assert spec is not None
@@ -314,7 +314,7 @@ def check_drift(client: MlflowClient, cfg: Config, state: dict[str, Any],
         log.info("drift trigger: no champion yet, nothing to compare with")
         return None, dict(state)
     # `retrainer drift`'s own logic: the champion's profile against triggers.drift.data.
-    result = drift.champion_drift(cfg)
+    result = champion_drift(cfg)
     report = result.report
     digest = frame_digest(result.current)
     new = {**state, "verdict": bool(report.dataset_drift), "checked_at": iso(now),

@@ -35,7 +35,8 @@ def drift_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Current data against the champion's reference profile: per column, and predictions."""
-    from retrainer.drift import champion_drift, render_html, table_view
+    from retrainer.drift.champion import champion_drift, table_view
+    from retrainer.drift.html import render_html
 
     cfg = load_config(config, tracking_uri)
     with quiet_stdout():
