@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from retrainer.errors import UserError
-from retrainer.serving import create_app
+from retrainer.serving.server import create_app
 from serving_helpers import (
     Store,
     ThreadServer,

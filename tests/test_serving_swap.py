@@ -22,7 +22,7 @@ import pytest
 from mlflow.models import infer_signature
 from sklearn.linear_model import Ridge
 
-from retrainer.serving import create_app
+from retrainer.serving.server import create_app
 from serving_helpers import (
     ProcessServer,
     Store,
@@ -161,7 +161,7 @@ def test_every_worker_follows_the_alias(store: Store) -> None:
     v2 = store.register("workers", *second)
     port = free_port()
     code = (
-        "from retrainer.serving import serve; "
+        "from retrainer.serving.server import serve; "
         f"serve({store.uri!r}, 'workers', port={port}, workers=2, poll_seconds=0.2)"
     )
     with ProcessServer([sys.executable, "-c", code], port, timeout=180) as srv:
