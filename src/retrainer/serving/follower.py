@@ -137,7 +137,7 @@ class Follower:
                 self.tracking_uri, self.registry_uri, self.model_name, version, self.workdir, client
             )
         except Exception as exc:  # noqa: BLE001 - any failure keeps the old version serving
-            error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            error = describe(exc)
             first = not (s.failure and s.failure.version == version)
             s.failure = Failure(version, error, now, now + max(30.0, 6 * self.poll_seconds))
             if is_champion:
@@ -166,6 +166,18 @@ class Follower:
             new.mode,
             new.check,
         )
+
+
+def describe(exc: BaseException, limit: int = 500) -> str:
+    """The exception's type and message on one line, without MLflow's ``#####`` banners.
+
+    MLflow's download errors put the cause (e.g. "No such artifact") after a first line
+    that only says a download failed, so the first line alone would hide it.
+    """
+    lines = [line.strip() for line in str(exc).splitlines()]
+    text = " ".join(line for line in lines if line and not line.startswith("#####"))
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}"
 
 
 def version_of(model: LoadedModel | None) -> str:
