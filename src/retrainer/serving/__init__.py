@@ -1,6 +1,2 @@
-"""REST serving of a registered model's alias with hot swap (`retrainer serve`).
-
-protocol, fast_input: bodies, errors, request -> array | model: a loaded version, its fast path
-follower: alias polling, swap | app: ASGI routes | metrics | records, shadow, inference_log: the
-background writer | server: create_app, serve under uvicorn.
-"""
+"""REST serving with hot swap. Requests: protocol, fast_input; versions: model, follower;
+the ASGI app: app, metrics; the background writer: records, shadow, inference_log; run: server."""
