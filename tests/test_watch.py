@@ -15,7 +15,7 @@ import pytest
 
 from conftest import edit_config, registry_snapshot, run_cli
 from retrainer.config import load
-from retrainer.triggers import watch_once
+from retrainer.triggers.daemon import watch_once
 from watch_helpers import (
     FEATURES,
     copy_project,

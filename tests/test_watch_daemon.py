@@ -24,9 +24,9 @@ import httpx
 import pytest
 
 from conftest import edit_config, registry_snapshot, run_cli
-from retrainer import triggers
 from retrainer.config import load
-from retrainer.triggers import watch_once
+from retrainer.triggers import webhooks
+from retrainer.triggers.daemon import watch_once
 from watch_helpers import (
     copy_project,
     events,
@@ -260,10 +260,10 @@ def _post(url: str, payload: dict[str, Any], secret: str | None = SECRET,
     body = json.dumps(payload)
     stamp = str(int(time.time() if sent_at is None else sent_at))
     did = str(uuid.uuid4())
-    hdrs = {"Content-Type": "application/json", triggers.DELIVERY_ID_HEADER: did,
-            triggers.TIMESTAMP_HEADER: stamp}
+    hdrs = {"Content-Type": "application/json", webhooks.DELIVERY_ID_HEADER: did,
+            webhooks.TIMESTAMP_HEADER: stamp}
     if secret is not None:
-        hdrs[triggers.SIGNATURE_HEADER] = triggers.sign(secret, did, stamp, body)
+        hdrs[webhooks.SIGNATURE_HEADER] = webhooks.sign(secret, did, stamp, body)
     hdrs.update(headers or {})
     return httpx.post(url, content=body.encode(), headers=hdrs, timeout=30)
 
@@ -287,7 +287,7 @@ def test_webhook_deliveries_are_verified_and_a_valid_one_triggers_the_check(
     port = free_port()
     daemon = Daemon(proj, "--interval", "3600", "--webhook-port", str(port), "--json",
                     env={SECRET_ENV: SECRET})
-    url = f"http://127.0.0.1:{port}{triggers.WEBHOOK_PATH}"
+    url = f"http://127.0.0.1:{port}{webhooks.WEBHOOK_PATH}"
     try:
         # The first evaluation polls and judges version 2 (registered while nobody watched).
         first = wait_for(daemon.lines, "the first evaluation", daemon)
@@ -298,7 +298,7 @@ def test_webhook_deliveries_are_verified_and_a_valid_one_triggers_the_check(
         # Rejected: unsigned, bad signature, wrong secret, stale. Nothing changes.
         assert _post(url, _created("3"), secret=None).status_code == 401
         assert _post(url, _created("3"), headers={
-            triggers.SIGNATURE_HEADER: "v1,bm90IGEgc2lnbmF0dXJl"}).status_code == 401
+            webhooks.SIGNATURE_HEADER: "v1,bm90IGEgc2lnbmF0dXJl"}).status_code == 401
         assert _post(url, _created("3"), secret="guessed").status_code == 401
         stale = _post(url, _created("3"), sent_at=time.time() - 3600)
         assert stale.status_code == 401 and "stale" in stale.json()["error"]
@@ -377,7 +377,7 @@ def test_a_real_mlflow_server_delivers_signed_webhooks_to_the_daemon(
 
         wait_for(healthy, "the MLflow server")
         client = MlflowClient(tracking_uri=tracking)
-        hook_url = f"http://127.0.0.1:{hook_port}{triggers.WEBHOOK_PATH}"
+        hook_url = f"http://127.0.0.1:{hook_port}{webhooks.WEBHOOK_PATH}"
         client.create_webhook(name="retrainer-watch", url=hook_url,
                               events=["model_version.created"], secret=SECRET)
 
