@@ -323,3 +323,59 @@ def test_advisory_watch_lock_on_postgresql(tmp_path: Path) -> None:
         pass
     with watch_lock(cfg):
         pass
+
+
+# ----------------------------------------------------------------------------- layout
+
+def _package_imports() -> dict[str, set[str]]:
+    """Each module of retrainer.triggers -> the modules of the package it imports."""
+    import ast
+
+    import retrainer.triggers
+
+    root = Path(retrainer.triggers.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in root.glob("*.py"):
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "retrainer.triggers":
+                deps.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    "retrainer.triggers."):
+                deps.add(node.module.split(".")[2])
+            elif isinstance(node, ast.Import):
+                deps.update(a.name.split(".")[2] for a in node.names
+                            if a.name.startswith("retrainer.triggers."))
+        graph[path.stem] = deps
+    return graph
+
+
+def test_the_triggers_package_is_layered_without_cycles() -> None:
+    graph = _package_imports()
+    assert {"schedule", "new_version", "drift", "performance", "state", "watcher", "daemon",
+            "webhooks"} <= set(graph)
+    assert graph["__init__"] == set()
+    # A check knows only the shared small things, never the watcher that runs it.
+    for check in ("schedule", "new_version", "drift", "performance"):
+        assert graph[check] <= {"clock", "fire"}, (check, graph[check])
+    assert "daemon" not in graph["watcher"]
+    # No cycle: peel off modules whose imports are all peeled already.
+    left = dict(graph)
+    while left:
+        ready = [m for m, deps in left.items() if not deps & set(left)]
+        assert ready, f"import cycle among {sorted(left)}"
+        for module in ready:
+            del left[module]
+
+
+def test_importing_the_watch_entry_points_loads_no_heavy_library() -> None:
+    """`retrainer watch --help` stays fast: mlflow, pandas and sklearn load when used."""
+    import subprocess
+    import sys
+
+    code = ("import sys, retrainer.triggers.daemon; "
+            "print(sorted(m for m in ('mlflow', 'pandas', 'numpy', 'sklearn') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
