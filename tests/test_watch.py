@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pytest
 
 from conftest import edit_config, registry_snapshot, run_cli
 from retrainer.config import load
@@ -21,12 +20,13 @@ from retrainer.triggers.daemon import watch_once
 from retrainer.triggers.watcher import TickResult
 from watch_helpers import (
     FEATURES,
-    copy_project,
     events,
-    make_champion_project,
     register_plain,
     watch_state,
 )
+
+# The watch fixtures: `proj`, a private copy of the session's champion project.
+pytest_plugins = ["watch_fixtures"]
 
 NOTHING = {"fired": [], "cycles": []}
 MON_0000 = "2024-01-01T00:00:00+00:00"
@@ -37,14 +37,6 @@ def _t(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-@pytest.fixture(scope="module")
-def champion_project(tmp_path_factory: pytest.TempPathFactory, store_template: Path) -> Path:
-    return make_champion_project(tmp_path_factory.mktemp("watch-champion"), store_template)
-
-
-@pytest.fixture
-def proj(champion_project: Path, tmp_path: Path) -> Path:
-    return copy_project(champion_project, tmp_path / "proj")
 
 
 def _tick(proj: Path, moment: datetime) -> TickResult:

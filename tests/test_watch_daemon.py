@@ -34,12 +34,13 @@ from retrainer.triggers.clock import DaemonClock, iso
 from retrainer.triggers.daemon import run_daemon, watch_once
 from retrainer.triggers.watcher import TickResult
 from watch_helpers import (
-    copy_project,
     events,
-    make_champion_project,
     register_plain,
     watch_state,
 )
+
+# The watch fixtures: `proj`, a private copy of the session's champion project.
+pytest_plugins = ["watch_fixtures"]
 
 MON_0000 = "2024-01-01T00:00:00+00:00"
 MON_0300 = "2024-01-01T03:00:00+00:00"
@@ -65,14 +66,6 @@ def train(X, y, params):
 '''
 
 
-@pytest.fixture(scope="module")
-def champion_project(tmp_path_factory: pytest.TempPathFactory, store_template: Path) -> Path:
-    return make_champion_project(tmp_path_factory.mktemp("daemon-champion"), store_template)
-
-
-@pytest.fixture
-def proj(champion_project: Path, tmp_path: Path) -> Path:
-    return copy_project(champion_project, tmp_path / "proj")
 
 
 class Daemon:
