@@ -73,6 +73,14 @@ class MetricThreshold(_Strict):
     greater_is_better: bool | None = None
 
 
+class ImportanceShift(_Strict):
+    """How far the challenger's feature-importance ranking may move from the champion's."""
+
+    ndcg_min: float = Field(0.9, gt=0.0, le=1.0,
+                            description="SageMaker Clarify's attribution-drift bound")
+    rank_correlation_min: float | None = Field(None, ge=-1.0, le=1.0)
+
+
 class GateConfig(_Strict):
     mode: Literal["enforce", "dry_run", "disabled"] = "enforce"
     thresholds: dict[str, MetricThreshold] = {}
@@ -81,6 +89,8 @@ class GateConfig(_Strict):
     confidence: float | None = Field(None, gt=0.0, lt=1.0)
     schema_policy: Literal["enforce", "allow"] = Field("enforce", alias="schema")
     bootstrap: int = Field(1000, ge=100)
+    # Off by default; the shift is measured and reported either way.
+    max_importance_shift: ImportanceShift | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -56,6 +56,7 @@ def build(cfg: Config, *, trigger: str, trigger_reason: str | None, decision_id:
                  "train_rows": len(train_rows) if train_rows is not None else None,
                  "holdout_rows": len(holdout), "split": cfg.split.method},
         "task": challenger.task,
+        "importance": scores.importance or None,
         "move": None if move is None else {
             "champion": move.champion, "previous": move.previous, "kind": move.kind,
             "at": move.at},

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from retrainer import metrics as mx
+from retrainer import progress
 from retrainer.data import Dataset, fingerprints, split_label
 from retrainer.errors import UserError
 
@@ -52,6 +53,10 @@ class Scores:
     notes: list[str] = field(default_factory=list)
     differences: dict[str, dict[str, Any]] = field(default_factory=dict)
     schema: dict[str, Any] = field(default_factory=dict)
+    # Both models' permutation importance and the shift (explain.importance_section).
+    importance: dict[str, Any] = field(default_factory=dict)
+    # Bounded chart data for the report (diagnostics.summarise); not part of the record.
+    diagnostics: dict[str, Any] = field(default_factory=dict)
 
 
 def load_version(cfg: Config, client: Any, version: Any, source: str = "alias") -> Champion:
@@ -132,6 +137,7 @@ def score_both(cfg: Config, champion: Champion | None, challenger: TrainedModel,
     labels = np.asarray(challenger.labels) if challenger.labels is not None else None
     y = holdout.y.to_numpy()
     X = holdout.X if challenger_inputs is None else challenger_inputs
+    progress.step(f"scoring on the holdout ({len(holdout):,} rows)")
     ch_pred, ch_proba = _predict(challenger.model, X, task)
     notes: list[str] = []
     excluded: dict[str, int] = {}
@@ -147,10 +153,14 @@ def score_both(cfg: Config, champion: Champion | None, challenger: TrainedModel,
     if champion is None:
         metrics = _score(cfg.metrics, y[keep], ch_pred[keep],
                          ch_proba[keep] if ch_proba is not None else None, labels)
-        return Scores(challenger=metrics, champion=None, naive={}, holdout_rows=len(holdout),
-                      clean_rows=int(keep.sum()), excluded=excluded, notes=notes)
+        first = Scores(challenger=metrics, champion=None, naive={}, holdout_rows=len(holdout),
+                       clean_rows=int(keep.sum()), excluded=excluded, notes=notes)
+        _explain(cfg, first, keep, y, labels, (challenger.model, X, ch_pred, ch_proba), None,
+                 holdout.features, task)
+        return first
 
-    cp_pred, cp_proba = _predict(champion.model, champion_inputs(champion, holdout), task)
+    cp_X = champion_inputs(champion, holdout)
+    cp_pred, cp_proba = _predict(champion.model, cp_X, task)
     if champion.train_fingerprints is not None:
         leaked = np.isin(hold_fp, champion.train_fingerprints)
         excluded["champion_trained_on"] = int(leaked.sum())
@@ -175,6 +185,8 @@ def score_both(cfg: Config, champion: Champion | None, challenger: TrainedModel,
         naive=naive, holdout_rows=len(holdout), clean_rows=int(keep.sum()),
         excluded=excluded, notes=notes)
     if keep.sum() >= 2:
+        progress.step(f"bootstrapping intervals ({cfg.gate.bootstrap:,} resamples of "
+                      f"{int(keep.sum()):,} clean rows)")
         level = cfg.gate.confidence or 0.95
         key = f"ci{round(level * 100):d}"
         for m in cfg.metrics:
@@ -183,7 +195,42 @@ def score_both(cfg: Config, champion: Champion | None, challenger: TrainedModel,
                 sub(ch_proba, keep), labels, resamples=cfg.gate.bootstrap, confidence=level,
                 seed=cfg.split.seed)
             scores.differences[m] = {"delta": delta, key: [lo, hi], "confidence": level}
+    _explain(cfg, scores, keep, y, labels, (challenger.model, X, ch_pred, ch_proba),
+             (champion.model, cp_X, cp_pred, cp_proba), holdout.features, task)
     return scores
+
+
+def _explain(cfg: Config, scores: Scores, keep: np.ndarray, y: np.ndarray, labels: Any,
+             challenger: tuple[Any, ...], champion: tuple[Any, ...] | None,
+             features: list[str], task: str) -> None:
+    """Both models' importance and the report's chart data, on the clean rows only."""
+    from retrainer import diagnostics, explain
+
+    rows = int(keep.sum())
+    progress.step(f"permutation importance ({min(rows, explain.imp.MAX_ROWS):,} clean rows)")
+    found: dict[str, dict[str, float] | None] = {}
+    notes = []
+    for name, entry in (("challenger", challenger), ("champion", champion)):
+        if entry is None:
+            continue
+        model, X, _, _ = entry
+        X_clean = X.iloc[keep] if hasattr(X, "iloc") else X[keep]
+        found[name], why = explain.measure(model, X_clean, y[keep], cfg.primary_metric,
+                                           seed=cfg.split.seed, labels=labels,
+                                           columns=features)
+        if why:
+            notes.append(f"{name}: permutation importance not measured: {why}")
+    scores.importance = explain.importance_section(
+        found.get("challenger"), found.get("champion"), metric=cfg.primary_metric, rows=rows,
+        seed=cfg.split.seed, notes=notes)
+
+    def clean(a: np.ndarray | None) -> np.ndarray | None:
+        return a[keep] if a is not None else None
+
+    scores.diagnostics = diagnostics.summarise(
+        task, y[keep], challenger[2][keep], clean(champion[2]) if champion else None,
+        clean(challenger[3]), clean(champion[3]) if champion else None, labels,
+        seed=cfg.split.seed)
 
 
 def _score(metric_names: list[str], y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None,

@@ -24,7 +24,7 @@ KEPT = "kept_champion"
 DRY_PROMOTE = "dry_run_would_promote"
 DRY_KEEP = "dry_run_would_keep"
 PROMOTING = {FIRST_CHAMPION, PROMOTED}
-_HOUSEKEEPING = {"enough clean holdout rows", "schema compatible"}
+_HOUSEKEEPING = {"enough clean holdout rows", "schema compatible", "importance shift"}
 
 
 @dataclass
@@ -130,6 +130,9 @@ def checks_for(scores: Scores, gate: GateConfig, metrics: list[str]) -> list[Che
             checks.append(Check(f"{primary} interval clears 0", False,
                                 "no bootstrap interval (too few clean rows)"))
 
+    if has_champion and gate.max_importance_shift is not None:
+        checks.append(_importance_check(scores.importance, gate.max_importance_shift))
+
     if scores.schema:
         compatible = bool(scores.schema.get("compatible", True))
         allowed = gate.schema_policy == "allow"
@@ -138,6 +141,27 @@ def checks_for(scores: Scores, gate: GateConfig, metrics: list[str]) -> list[Che
                             detail + (" (allowed by gate.schema: allow)"
                                       if not compatible and allowed else "")))
     return checks
+
+
+def _importance_check(section: dict[str, Any], bound: Any) -> Check:
+    """The challenger's reasons must stay close to the champion's (nDCG, rank correlation)."""
+    from retrainer.explain import moved_text
+
+    shift = (section or {}).get("shift") or {}
+    ndcg, rho = shift.get("ndcg"), shift.get("rank_correlation")
+    if ndcg is None:
+        # A gate that cannot measure what it guards keeps the champion.
+        why = "; ".join((section or {}).get("notes") or []) or "no importance to compare"
+        return Check("importance shift", False, f"importance shift not measured: {why}")
+    parts, ok = [], ndcg >= bound.ndcg_min
+    parts.append(f"importance nDCG {ndcg:.2f} {'>=' if ok else '<'} {bound.ndcg_min:g}")
+    if bound.rank_correlation_min is not None:
+        rho_ok = rho is not None and rho >= bound.rank_correlation_min
+        parts.append(f"rank correlation {_fmt(rho) if rho is not None else 'n/a'} "
+                     f"{'>=' if rho_ok else '<'} {bound.rank_correlation_min:g}")
+        ok = ok and rho_ok
+    return Check("importance shift", ok,
+                 ", ".join(parts) + f" (moved most: {moved_text(section)})")
 
 
 def _schema_detail(schema: dict[str, Any]) -> str:
