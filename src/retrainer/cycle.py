@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from retrainer import data as data_mod
-from retrainer import decision, evaluation, gate, registry, stamp, training
+from retrainer import decision, evaluation, gate, progress, registry, stamp, training
 from retrainer import metrics as mx
 from retrainer.errors import UserError
 
@@ -40,6 +40,7 @@ def run_cycle(cfg: Config, data: str | None = None, trigger: str = "manual",
     client = client or registry.connect(cfg)
     registry.repair(client, cfg)
 
+    progress.step("loading data")
     rows = data_mod.load(cfg, override=data)
     train_rows, holdout = data_mod.split(rows, cfg.split)
     champion = load_champion(cfg, client)
@@ -49,6 +50,7 @@ def run_cycle(cfg: Config, data: str | None = None, trigger: str = "manual",
     cycle_id = new_decision_id()
     log.info("cycle %s: training on %d rows, holdout %d rows", cycle_id, len(train_rows),
              len(holdout))
+    progress.step(f"training on {len(train_rows):,} rows")
     trained = training.fit_and_log(cfg, train_rows, holdout, cycle_id=cycle_id,
                                    trigger=trigger, reason=reason)
     candidate = Candidate(trained, fingerprints=data_mod.fingerprints(train_rows),
@@ -143,6 +145,7 @@ def promote_and_record(cfg: Config, client: MlflowClient, candidate: Candidate,
     version = candidate.version or _register(cfg, client, candidate, decision_id, trigger)
     move: registry.Move | None = None
     if judged.verdict.promotes:
+        progress.step("promoting under the lock")
         judged_against = judged.champion.version if judged.champion else None
 
         def recheck(current: str | None) -> bool:
@@ -169,6 +172,7 @@ def promote_and_record(cfg: Config, client: MlflowClient, candidate: Candidate,
         verdict=judged.verdict, scores=judged.scores, champion=judged.champion,
         challenger=candidate.model, version=version, rows=rows,
         train_rows=candidate.train_rows, holdout=holdout, move=move)
+    record["report"] = _report(client, cfg, record, judged, candidate)
     if candidate.trained_now:
         decision.log_on_run(client, candidate.model.run_id, record)
     else:
@@ -176,6 +180,15 @@ def promote_and_record(cfg: Config, client: MlflowClient, candidate: Candidate,
         record["forced"] = bool(force)
         decision.log_as_event(client, cfg, record)
     return record
+
+
+def _report(client: MlflowClient, cfg: Config, record: dict[str, Any], judged: Judgement,
+            candidate: Candidate) -> str | None:
+    """The page of this judgement on the challenger's run (before the record: it says where)."""
+    from retrainer.report.publish import publish
+
+    return publish(client, cfg, record, diagnostics=judged.scores.diagnostics,
+                   champion=judged.champion, train_rows=candidate.train_rows)
 
 
 def judge(cfg: Config, candidate: Candidate, champion: Champion | None, holdout: Dataset, *,

@@ -84,6 +84,7 @@ def log_on_run(client: MlflowClient, run_id: str, record: dict[str, Any]) -> Non
 
     client.log_dict(run_id, record, "decision.json")
     client.log_text(run_id, to_markdown(record), "decision.md")
+    log_judged_metrics(client, run_id, record)
     champion = (record.get("champion") or {}).get("version")
     move = record.get("move") or {}
     # The decision tag last: history treats a cycle run without it as unfinished.
@@ -101,8 +102,28 @@ def log_as_event(client: MlflowClient, cfg: Config, record: dict[str, Any]) -> N
 
     champion = (record.get("champion") or {}).get("version")
     move = record.get("move") or {}
-    registry.record_event(client, cfg, record["kind"], {
+    run_id = registry.record_event(client, cfg, record["kind"], {
         "record": record, "decision": record["decision"], "reason": record["reason"],
         "trigger": record["trigger"]}, record="decision", version=record["challenger"]["version"],
         champion_before=champion, champion_after=move.get("champion") or champion,
         decision_id=record["cycle_id"])
+    log_judged_metrics(client, run_id, record)
+
+
+def log_judged_metrics(client: MlflowClient, run_id: str, record: dict[str, Any]) -> None:
+    """Both models' clean-holdout metrics as run metrics (`judged.challenger.rmse`, ...).
+
+    The history reads them from one search, so the report's timeline needs no downloads.
+    """
+    import time
+
+    from mlflow.entities import Metric
+
+    from retrainer.history import JUDGED
+    from retrainer.report.html import judged_metrics
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"{JUDGED}{k}", v, now, 0) for k, v in judged_metrics(record).items()
+               if math.isfinite(v)]
+    if metrics:
+        client.log_batch(run_id, metrics=metrics)

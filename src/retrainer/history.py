@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from retrainer.config import Config
 
 P = registry.PREFIX
+#: Metric prefix of both models' clean-holdout metrics on a decision's run.
+JUDGED = "judged."
 
 
 def model_history(cfg: Config, limit: int | None = None,
@@ -149,6 +151,12 @@ def _entry(client: MlflowClient, run: Any) -> dict[str, Any] | None:
         "decision_id": tags.get(f"{P}decision_id") or tags.get(f"{P}cycle_id"),
         "run_id": run.info.run_id, "source": kind, "_record": record,
     }
+    # Both models' metrics on the decision's clean holdout, when it logged them (the
+    # report's timeline): {"challenger.rmse": ..., "champion.rmse": ...}.
+    judged = {k.removeprefix(JUDGED): v for k, v in run.data.metrics.items()
+              if k.startswith(JUDGED)}
+    if judged:
+        entry["judged"] = judged
     if record in ("move", "repair"):
         entry["previous"] = entry["champion_before"]
     if kind == "cycle" and what == "unfinished":

@@ -185,9 +185,11 @@ def fit_and_log(cfg: Config, train: Dataset, holdout: Dataset, *, cycle_id: str,
     import numpy as np
     from mlflow.models import infer_signature
 
+    from retrainer import progress
     from retrainer.drift.profile import PROFILE_ARTIFACT
 
     model, fit_seconds = fit(cfg, train)
+    progress.step("logging the run to MLflow")
     task = task_of(cfg, model, train.y)
     problem = mx.check_task(cfg.metrics, task)
     if problem:

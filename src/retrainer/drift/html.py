@@ -9,6 +9,7 @@ import pandas as pd
 
 from retrainer.drift.observe import observe_categorical, observe_numeric
 from retrainer.drift.statistics import DriftReport, bin_labels, cell, explain, shares
+from retrainer.report.charts import BLUE, GREY, grouped_bars
 
 
 def render_html(report: DriftReport, profile: dict, current: pd.DataFrame | None = None) -> str:
@@ -82,33 +83,8 @@ _CHART = "<section class='chart'><h3>{c} <span class='{cls}'>{d}</span></h3>{svg
 
 def _svg_histogram(labels: list[str], ref: list[float], cur: list[float]) -> str:
     """Grouped bars, reference (grey) beside current (blue), shares on one scale."""
-    w_bar, gap, h, top, bottom, left = 12, 10, 160, 10, 70, 40
-    k = len(labels)
-    width = left + k * (2 * w_bar + gap) + gap
-    peak = max([*ref, *cur, 1e-9])
-    parts = [
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{h + top + bottom}' "
-        f"role='img'><title>reference vs current shares</title>",
-        f"<line x1='{left}' y1='{top + h}' x2='{width}' y2='{top + h}' stroke='#999'/>",
-        f"<text x='2' y='{top + 10}' font-size='10'>{peak:.0%}</text>",
-    ]
-    for i, label in enumerate(labels):
-        x0 = left + gap + i * (2 * w_bar + gap)
-        for j, (vals, fill) in enumerate(((ref, "#98a2b3"), (cur, "#1570ef"))):
-            v = vals[i] if i < len(vals) else 0.0
-            bh = h * v / peak
-            parts.append(
-                f"<rect x='{x0 + j * w_bar}' y='{top + h - bh:.1f}' width='{w_bar}' "
-                f"height='{bh:.1f}' fill='{fill}'><title>{'reference' if j == 0 else 'current'}"
-                f" {html.escape(label)}: {v:.2%}</title></rect>"
-            )
-        tx, ty = x0 + w_bar, top + h + 8
-        parts.append(
-            f"<text x='{tx}' y='{ty}' font-size='9' text-anchor='end' "
-            f"transform='rotate(-45 {tx} {ty})'>{html.escape(label[:18])}</text>"
-        )
-    parts.append("</svg>")
-    return "".join(parts)
+    return grouped_bars(labels, [("reference", ref, GREY), ("current", cur, BLUE)],
+                        title="reference vs current shares")
 
 
 _PAGE = """<!DOCTYPE html>
