@@ -12,6 +12,7 @@ from retrainer.errors import UserError
 
 EXAMPLES = ("diabetes",)
 WEEK_AGO_ROWS = 20  # the article's production model never saw the last 20 rows
+REPORT = "report.html"  # the demo's last judgement, written into the demo folder
 
 
 def write_example(directory: Path, example: str = "diabetes", force: bool = False) -> list[Path]:
@@ -64,4 +65,8 @@ def run_demo(directory: Path, progress: Callable[[str], None] | None = None) -> 
     say(f"[2/2] today: retraining on all {len(full)} rows and judging against version "
         f"{first['challenger']['version']}")
     second = run_cycle(cfg, trigger="demo", client=client, reason="new data arrived")
+    # The page a person would open: the second judgement, as logged on its run.
+    from retrainer.report.publish import report_page
+
+    (directory / REPORT).write_text(report_page(client, cfg, second), encoding="utf-8")
     return [first, second]

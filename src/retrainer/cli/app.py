@@ -101,6 +101,51 @@ def with_status(work: Callable[[], Any], text: str, quiet: bool) -> Any:
         return work()
 
 
+@contextlib.contextmanager
+def steps(quiet: bool, first: str = "starting") -> Iterator[None]:
+    """Show where a long command is (loading, training, scoring, bootstrapping, ...).
+
+    On a terminal: finished steps with their seconds above a spinner on the current one.
+    Piped (CI, logs): one plain line per finished step on stderr. Quiet (--json): nothing.
+    """
+    if quiet:
+        yield
+        return
+    import time
+
+    from retrainer import progress
+
+    console = terminal(stderr=True)
+    live = console.is_terminal
+    state = {"text": first, "at": time.perf_counter()}
+
+    def done() -> None:
+        took = time.perf_counter() - state["at"]
+        if live:
+            console.print(f"[green]✓[/green] {state['text']} [dim]{took:.1f} s[/dim]")
+        else:
+            console.print(f"{state['text']} ({took:.1f} s)", markup=False, highlight=False)
+
+    if not live:
+        def plain(text: str) -> None:
+            done()
+            state.update(text=text, at=time.perf_counter())
+
+        with progress.reporting(plain):
+            yield
+        done()
+        return
+    with console.status(first) as status:
+        def update(text: str) -> None:
+            done()
+            state.update(text=text, at=time.perf_counter())
+            status.update(text)
+
+        with progress.reporting(update):
+            yield
+        done()
+
+
 def print_record(record: dict[str, Any]) -> None:
     from rich.table import Table
 
@@ -132,6 +177,14 @@ def print_record(record: dict[str, Any]) -> None:
     for check in record.get("checks", []):
         mark = "[green]pass[/green]" if check["passed"] else "[red]fail[/red]"
         console.print(f"  {mark} {check['name']}: {check['detail']}")
+    from retrainer.explain import summary_line
+
+    shift = summary_line(record.get("importance"))
+    if shift:
+        console.print(shift)
+    if record.get("report"):
+        console.print(f"report: {record['report']} (retrainer report --run "
+                      f"{record['challenger']['run_id']} --open)")
     colour = "green" if record["decision"] in ("first_champion", "promoted") else "yellow"
     console.print(f"[bold {colour}]{record['decision']}[/bold {colour}]: version "
                   f"{record['challenger']['version']} — {record['reason']}")

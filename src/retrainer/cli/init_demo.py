@@ -45,15 +45,18 @@ def demo(
     first champion; retraining on all rows gives a challenger, judged on the rows neither
     model trained on.
     """
-    from retrainer.project import run_demo
+    from retrainer.project import REPORT, run_demo
 
     with quiet_stdout():
         records = run_demo(directory, progress=None if as_json else progress_line)
+    report = directory / REPORT
     if as_json:
-        emit_json({"cycles": records})
+        emit_json({"cycles": records, "report": str(report)})
         return
     for rec in records:
         print_record(rec)
+    terminal().print(f"[bold]the cycle report:[/bold] {report} (open it in a browser: "
+                     f"{report.resolve().as_uri()})")
 
 
 def progress_line(text: str) -> None:

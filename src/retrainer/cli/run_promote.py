@@ -17,7 +17,7 @@ from retrainer.cli.app import (
     print_record,
     quiet_stdout,
     set_actor,
-    with_status,
+    steps,
 )
 from retrainer.errors import GateRejected, UserError
 
@@ -37,9 +37,8 @@ def run(
     from retrainer.cycle import run_cycle
 
     cfg = load_config(config, tracking_uri)
-    with quiet_stdout():
-        record = with_status(lambda: run_cycle(cfg, data=data, trigger=trigger),
-                              "training and judging the challenger", quiet=as_json)
+    with quiet_stdout(), steps(quiet=as_json, first="connecting to the tracking store"):
+        record = run_cycle(cfg, data=data, trigger=trigger)
     if as_json:
         emit_json(record)
     else:
@@ -70,10 +69,8 @@ def promote(
     from retrainer.cycle import judge_version
 
     cfg = load_config(config, tracking_uri)
-    with quiet_stdout():
-        record = with_status(
-            lambda: judge_version(cfg, version, data=data, reason=reason, force=force),
-            f"judging version {version}", quiet=as_json)
+    with quiet_stdout(), steps(quiet=as_json, first=f"judging version {version}"):
+        record = judge_version(cfg, version, data=data, reason=reason, force=force)
     if as_json:
         emit_json(record)
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -33,10 +34,12 @@ def status(config: ConfigOpt = None, tracking_uri: TrackingOpt = None,
     if as_json:
         emit_json(doc)
         return
+    from rich.console import Group
+    from rich.panel import Panel
     from rich.table import Table
 
     console = terminal()
-    table = Table(title=f"{doc['model']} ({doc['tracking_uri']})", title_justify="left")
+    table = Table(box=None, padding=(0, 2, 0, 0))
     for col in ("role", "version", "run", "since", *doc["metrics"]):
         table.add_column(col)
     for role in ("champion", "challenger", "previous"):
@@ -47,19 +50,24 @@ def status(config: ConfigOpt = None, tracking_uri: TrackingOpt = None,
         table.add_row(role, entry["version"], (entry.get("run_id") or "-")[:12],
                       entry.get("since") or "-",
                       *(_num(entry["metrics"].get(m)) for m in doc["metrics"]))
-    console.print(table)
+    lines: list[Any] = [table, ""]
     last = doc.get("last_decision")
     if last:
-        console.print(f"last decision: [bold]{last['decision']}[/bold] at {last.get('at')} "
-                      f"(trigger {last.get('trigger')}): {last.get('reason')}")
+        lines.append(f"last decision: [bold]{last['decision']}[/bold] at {last.get('at')} "
+                     f"(trigger {last.get('trigger')}): {last.get('reason')}")
     if doc["champion"] is None:
-        console.print("no champion yet: run `retrainer run`")
+        lines.append("no champion yet: run `retrainer run`")
     elif doc["champion"].get("known_by") == "legacy_stage":
-        console.print(f"champion known by its legacy '{doc['champion'].get('stage')}' stage "
-                      "(no alias yet): the first promotion sets the aliases")
+        lines.append(f"champion known by its legacy '{doc['champion'].get('stage')}' stage "
+                     "(no alias yet): the first promotion sets the aliases")
     if doc.get("repaired"):
-        console.print("[yellow]finished a promotion a crash had left half-done "
-                      "(recorded in `retrainer history`)[/yellow]")
+        lines.append("[yellow]finished a promotion a crash had left half-done "
+                     "(recorded in `retrainer history`)[/yellow]")
+    # A panel on a terminal; piped, rich draws it in plain ASCII-safe box characters.
+    champion = doc["champion"]["version"] if doc["champion"] else "none"
+    console.print(Panel(Group(*lines), title=f"[bold]{doc['model']}[/bold] champion "
+                        f"{champion}", subtitle=str(doc["tracking_uri"]),
+                        title_align="left", subtitle_align="right", expand=False))
 
 
 def _num(value: Any) -> str:
@@ -74,6 +82,9 @@ def history(
     tracking_uri: TrackingOpt = None,
     limit: Annotated[int | None, typer.Option(
         "--limit", "-n", help="Show the newest N entries.", show_default=False)] = None,
+    html: Annotated[Path | None, typer.Option(
+        "--html", help="Also write the timeline as a self-contained HTML page here.",
+        show_default=False)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Every decision and alias move of the model, newest first."""
@@ -82,6 +93,12 @@ def history(
     cfg = load_config(config, tracking_uri)
     with quiet_stdout():
         doc = model_history(cfg, limit=limit)
+        if html is not None:
+            from retrainer.cli.report import write_page
+            from retrainer.report.html import render_history
+
+            write_page(html, render_history(cfg.model, doc["entries"], cfg.primary_metric))
+            terminal(stderr=True).print(f"wrote {html}")
     if as_json:
         emit_json(doc)
         return
