@@ -50,10 +50,18 @@ def importance_section(
 
 def measure(model: Any, X: Any, y: Any, metric: str, *, seed: int, labels: Any = None,
             columns: Sequence[str] | None = None) -> tuple[dict[str, float] | None, str | None]:
-    """One model's permutation importance, or None and why (never raises: an add-on)."""
+    """One model's permutation importance, or None and why (never raises: an add-on).
+
+    Its ~100 predictions are of a small sample each: one thread apiece. OpenMP models
+    (gradient boosting) otherwise wake every core per call, and on a busy machine their
+    spin-waits cost 10x the prediction itself (measured in bench/explain.py).
+    """
+    from threadpoolctl import threadpool_limits
+
     try:
-        return imp.permutation_importance(model, X, y, metric, seed=seed, labels=labels,
-                                          columns=columns), None
+        with threadpool_limits(limits=1):
+            return imp.permutation_importance(model, X, y, metric, seed=seed, labels=labels,
+                                              columns=columns), None
     except Exception as err:  # noqa: BLE001 - the judgement stands without it
         first = (str(err).splitlines() or [type(err).__name__])[0][:200]
         return None, first
