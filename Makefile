@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Headless Chromium renders the report pages in the tests (Debian's package; CI is root).
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: install demo test lint bench clean
 
@@ -18,7 +20,10 @@ demo: $(STAMP)
 	rm -rf .demo
 	$(BIN)/retrainer demo .demo
 
-test: $(STAMP)
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/pytest -q
 
@@ -30,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/cycle.py
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/drift.py
+	$(BIN)/python bench/explain.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache build src/*.egg-info
