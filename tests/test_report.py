@@ -17,7 +17,7 @@ import pytest
 from mlflow import MlflowClient
 
 from browser_helpers import assert_self_contained, ink, near, needs_chromium, pixels, screenshot
-from conftest import Result, run_cli
+from conftest import Result, copy_project, run_cli
 from drift_helpers import ref_frame
 from retrainer.config import load
 from retrainer.cycle import run_cycle
@@ -90,6 +90,8 @@ def test_the_page_holds_the_decision_both_tables_every_check_and_the_charts(
     # The metric across decisions: both decisions, each promotion ringed.
     timeline = _section(page, "mse across decisions")
     assert timeline.count("class='promotion'") == 2
+    labels = re.findall(r"<text [^>]*transform='rotate\(-40[^>]*>([^<]*)</text>", timeline)
+    assert [label.split()[0] for label in labels] == ["v1", "v2"]
     # The training data against the previous champion's profile.
     drift = _section(page, "Drift of the training data against champion version 1")
     assert "no dataset drift" in drift and drift.count("<tr>") == 1 + len(features)
@@ -102,6 +104,32 @@ def test_a_first_champion_page_says_so_and_has_no_champion_parts(
     assert "first_champion: version 1" in page and "none yet (first champion)" in page
     assert "card comparison fair" in page and "as-logged" not in page
     assert "Drift of the training data" not in page  # no champion profile to compare with
+
+
+def test_judging_a_registered_version_logs_its_page_beside_that_versions_own(
+        article: dict[str, Any], tmp_path: Path) -> None:
+    # A copy of the store, used through the CLI: MLflow caches artifact locations by run
+    # id per process, and the copy has the same run ids as the module's store.
+    folder = copy_project(article["folder"], tmp_path / "copy")
+    judged = run_cli("promote", "1", "--reason", "is the old one better?", "--json",
+                     cwd=folder)
+    assert judged.code == 0, judged.stderr
+    record = judged.json()
+    assert record["decision"] == "kept_champion"
+    run_id = record["challenger"]["run_id"]
+    assert run_id == article["records"][0]["challenger"]["run_id"]
+    # Version 1's run keeps its own cycle's report.html; this judgement's page goes beside.
+    assert record["report"] == f"runs:/{run_id}/reports/{record['cycle_id']}.html"
+    artifacts = next(folder.glob(f"mlartifacts/**/{run_id}/artifacts"))
+    assert (artifacts / "report.html").read_text() == article["pages"][0]
+    logged = (artifacts / "reports" / f"{record['cycle_id']}.html").read_text()
+    assert "kept_champion: version 1" in logged and "is the old one better?" in logged
+    assert_self_contained(logged)
+    # `report --version 1` now finds this newest decision about version 1, and its page.
+    out = tmp_path / "v1.html"
+    found = run_cli("report", "--version", "1", "-o", str(out), "--json", cwd=folder)
+    assert found.code == 0, found.stderr
+    assert found.json()["cycle_id"] == record["cycle_id"] and out.read_text() == logged
 
 
 def test_report_command_writes_the_logged_page_and_refuses_bad_arguments(

@@ -62,7 +62,9 @@ def timeline(client: MlflowClient, cfg: Config,
     """Chart points of the newest decisions, this one (not logged yet) included."""
     entries = history.entries(client, cfg)
     if record is not None:
-        entries = [record_entry(record), *entries]
+        # Its alias move is already logged and would show as a move without its decision.
+        entries = [record_entry(record), *(e for e in entries
+                                          if e.get("decision_id") != record.get("cycle_id"))]
     return timeline_points(entries[:TIMELINE_POINTS], cfg.primary_metric)
 
 
