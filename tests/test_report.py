@@ -188,6 +188,26 @@ def test_classification_page_has_confusion_matrices_and_roc_curves(
     assert predictions.count("<polyline") == 2 and "(AUC 0." in predictions
 
 
+def test_run_piped_prints_its_steps_as_plain_lines_and_status_is_a_panel(
+        article: dict[str, Any], tmp_path: Path) -> None:
+    folder = copy_project(article["folder"], tmp_path / "copy")
+    done = run_cli("run", cwd=folder, env={"COLUMNS": "200"})
+    assert done.code == 0, done.stderr
+    steps = [line.rsplit(" (", 1)[0] for line in done.stderr.splitlines()
+             if re.search(r" \(\d+\.\d s\)$", line)]
+    assert steps[:3] == ["connecting to the tracking store", "loading data",
+                         "training on 331 rows"]
+    for step in ("scoring on the holdout", "bootstrapping intervals", "permutation importance",
+                 "writing the report"):
+        assert any(s.startswith(step) for s in steps), (step, steps)
+    assert "\x1b[" not in done.stderr + done.stdout  # no colour codes when piped
+    assert "importance shift: nDCG" in done.stdout and "report: runs:/" in done.stdout
+    status = run_cli("status", cwd=folder, env={"COLUMNS": "200"})
+    assert status.code == 0, status.stderr
+    top, bottom = status.stdout.splitlines()[0], status.stdout.strip().splitlines()[-1]
+    assert top.startswith("╭─ diabetes-ridge champion 2") and bottom.startswith("╰")
+
+
 def _one_line_error(result: Result, text: str) -> None:
     assert result.code == 2, result
     lines = result.stderr.strip().splitlines()
