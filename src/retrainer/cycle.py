@@ -34,6 +34,7 @@ def run_cycle(cfg: Config, data: str | None = None, trigger: str = "manual",
     registry.repair(client, cfg)
 
     rows = data_mod.load(cfg, override=data)
+    evaluation.check_slices(cfg, rows)  # issue 15: slice columns exist, before any write
     train_rows, holdout = data_mod.split(rows, cfg.split)
     champion = load_champion(cfg, client)
     if champion is not None:
@@ -104,6 +105,7 @@ def judge_version(cfg: Config, version: str, data: str | None = None,
     mv = registry.get_version(client, cfg.model, version)
     registry.check_version_of_model(client, cfg, mv)
     rows = data_mod.load(cfg, override=data)
+    evaluation.check_slices(cfg, rows)  # issue 15: slice columns exist, before any write
     _, holdout = data_mod.split(rows, cfg.split)
     champion = load_champion(cfg, client)
     if champion is not None and champion.version == version:
@@ -128,7 +130,7 @@ def judge_version(cfg: Config, version: str, data: str | None = None,
             f"{trigger}_promotion")
 
     scores = _score(cfg, client, champion, challenger, holdout, None,
-                    candidate.train_fingerprints, cand_inputs)
+                    candidate.train_fingerprints, cand_inputs, candidate)  # issue 15: candidate
     verdict = gate.judge(scores, cfg.gate, cfg.metrics)
     if force and not verdict.promotes:
         verdict = gate.Verdict(gate.FIRST_CHAMPION if champion is None else gate.PROMOTED,
@@ -143,7 +145,8 @@ def judge_version(cfg: Config, version: str, data: str | None = None,
             now = load_champion(cfg, client, current) if current else None
             judged["champion"] = now
             judged["scores"] = _score(cfg, client, now, challenger, holdout, None,
-                                      candidate.train_fingerprints, cand_inputs)
+                                      candidate.train_fingerprints, cand_inputs,
+                                      candidate)  # issue 15: candidate
             judged["verdict"] = gate.judge(judged["scores"], cfg.gate, cfg.metrics)
             return judged["verdict"].promotes
 
@@ -195,9 +198,12 @@ def load_champion(cfg: Config, client: MlflowClient, version: str | None = None)
 
 def _score(cfg: Config, client: MlflowClient, champion: Champion | None, challenger: Any,
            holdout: Dataset, train_rows: Dataset | None, challenger_fps: Any = None,
-           challenger_inputs: Any = None) -> Scores:
+           challenger_inputs: Any = None, candidate: Champion | None = None) -> Scores:
     fps = data_mod.fingerprints(train_rows) if train_rows is not None else challenger_fps
-    scores = evaluation.score_both(cfg, champion, challenger, holdout, fps, challenger_inputs)
+    # issue 15: `candidate` (a registered version judged by `promote`) passed through, so a
+    # fingerprint-less candidate's training rows are looked up and said.
+    scores = evaluation.score_both(cfg, champion, challenger, holdout, fps, challenger_inputs,
+                                   candidate=candidate)
     if champion is not None:
         scores.schema = evaluation.schema_diff(champion.signature,
                                                challenger.signature)
@@ -252,6 +258,7 @@ def decision_record(cfg: Config, *, trigger: str, trigger_reason: str | None, cy
                  "holdout_rows": len(holdout), "split": cfg.split.method},
         "task": challenger.task,
     }
+    gate.extend_record(record, verdict, scores, cfg.gate)  # issue 15: policy, slices, notes
     return _clean(record)
 
 
