@@ -112,15 +112,30 @@ def demo(
     first champion; retraining on all rows gives a challenger, judged on the rows neither
     model trained on.
     """
-    from retrainer.project import run_demo
+    from retrainer.project import compare_policies, run_demo
 
     with _quiet_stdout():
         records = run_demo(directory, progress=None if as_json else _progress_line)
+        policies = compare_policies(directory, records[-1])
     if as_json:
-        _emit_json({"cycles": records})
+        _emit_json({"cycles": records, "policies": policies})
         return
     for rec in records:
         _print_record(rec)
+    _print_policies(policies)
+
+
+def _print_policies(policies: list[dict[str, Any]]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="The same clean-holdout scores judged under each gate.policy "
+                        "(what `retrainer run` would decide)", title_justify="left")
+    for col in ("policy", "decision", "why"):
+        table.add_column(col, overflow="fold")
+    for p in policies:
+        table.add_row(escape(p["policy"]), p["decision"], escape(p["reason"]))
+    _console().print(table)
 
 
 def _progress_line(text: str) -> None:
@@ -164,9 +179,16 @@ def _with_status(work: Callable[[], Any], text: str, quiet: bool) -> Any:
 
 
 def _print_record(record: dict[str, Any]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    from retrainer.report import comparison_tables, differences_rows
+    from retrainer.report import (
+        SLICE_HEADER,
+        comparison_tables,
+        decision_head,
+        differences_rows,
+        slice_rows,
+    )
 
     console = _console()
     for title, header, rows in comparison_tables(record):
@@ -181,7 +203,7 @@ def _print_record(record: dict[str, Any]) -> None:
         console.print("excluded from the holdout: " + ", ".join(
             f"{v} rows {k.replace('_', ' ')}" for k, v in h["excluded"].items()))
     for note in h.get("notes", []):
-        console.print(f"note: {note}")
+        console.print(f"note: {escape(note)}")
     diffs = differences_rows(record)
     if diffs:
         table = Table(title="Challenger minus champion on the clean holdout (paired bootstrap)",
@@ -191,12 +213,22 @@ def _print_record(record: dict[str, Any]) -> None:
         for row in diffs:
             table.add_row(*row)
         console.print(table)
+    slices = slice_rows(record)
+    if slices:
+        table = Table(title="Slices: the primary metric on the clean holdout",
+                      title_justify="left")
+        for i, col in enumerate(SLICE_HEADER):
+            table.add_column(col, justify="left" if i in (0, 6) else "right")
+        for row in slices:
+            table.add_row(*(escape(cell) for cell in row))
+        console.print(table)
     for check in record.get("checks", []):
         mark = "[green]pass[/green]" if check["passed"] else "[red]fail[/red]"
-        console.print(f"  {mark} {check['name']}: {check['detail']}")
+        console.print(f"  {mark} {escape(check['name'])}: {escape(check['detail'])}")
     colour = "green" if record["decision"] in ("first_champion", "promoted") else "yellow"
-    console.print(f"[bold {colour}]{record['decision']}[/bold {colour}]: version "
-                  f"{record['challenger']['version']} — {record['reason']}")
+    decision, reason = decision_head(record)
+    console.print(f"[bold {colour}]{escape(decision)}[/bold {colour}]: version "
+                  f"{record['challenger']['version']} — {escape(reason)}", highlight=False)
     console.print()
 
 
