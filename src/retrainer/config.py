@@ -301,8 +301,10 @@ def _model_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
         if free_key:
             free_key = False
             continue
-        if isinstance(part, int) or model is None:
+        if model is None:
             return None
+        if isinstance(part, int):
+            continue  # an index into a list of models (gate.slices.0)
         field = model.model_fields.get(part)
         if field is None:
             return None
