@@ -8,8 +8,8 @@ import pytest
 from retrainer.config import GateConfig, MetricThreshold, SliceSpec
 from retrainer.evaluation import Scores
 from retrainer.gate import judge, judge_slice
-from retrainer.slices import SliceScore
 from retrainer.metrics import bootstrap_difference, compute
+from retrainer.slices import SliceScore
 
 
 def scores(new: dict, old: dict | None, clean: int = 67, **extra) -> Scores:
