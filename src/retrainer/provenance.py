@@ -55,8 +55,8 @@ def dataset_inputs(run: Any) -> list[dict[str, Any]]:
             source = json.loads(ds.source) if ds.source else {}
         except (TypeError, ValueError):
             source = {"uri": ds.source}
-        uri = source.get("uri") or source.get("url") or source.get("path") if \
-            isinstance(source, dict) else None
+        uri = (source.get("uri") or source.get("url") or source.get("path")) \
+            if isinstance(source, dict) else None
         try:
             rows = (json.loads(ds.profile) or {}).get("num_rows") if ds.profile else None
         except (TypeError, ValueError):
