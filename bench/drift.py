@@ -124,7 +124,8 @@ def retrainer_child(ref_path: str, cur_path: str) -> None:
     t_start = time.perf_counter()
     import pandas as pd
 
-    from retrainer import drift
+    from retrainer.drift.profile import build_profile
+    from retrainer.drift.statistics import compare
 
     ref = pd.read_parquet(ref_path)
     cur = pd.read_parquet(cur_path)
@@ -132,9 +133,9 @@ def retrainer_child(ref_path: str, cur_path: str) -> None:
         fh.write("5")
     rss_before = _status_kib("VmRSS")
     t0 = time.perf_counter()
-    profile = drift.build_profile(ref)
+    profile = build_profile(ref)
     t1 = time.perf_counter()
-    report = drift.compare(profile, cur)
+    report = compare(profile, cur)
     doc = report.to_dict()
     t2 = time.perf_counter()
     hwm = _status_kib("VmHWM")

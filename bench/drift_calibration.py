@@ -23,16 +23,17 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from retrainer import drift  # noqa: E402
-from test_drift import _mixed_frame  # noqa: E402
+from drift_helpers import mixed_frame  # noqa: E402
+from retrainer.drift.profile import build_profile  # noqa: E402
+from retrainer.drift.statistics import compare  # noqa: E402
 
 
 def false_alarms(n: int, reps: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     flagged = checks = any_flagged = dataset = 0
     for _ in range(reps):
-        ref, cur = _mixed_frame(rng, n), _mixed_frame(rng, n)
-        report = drift.compare(drift.build_profile(ref), cur)
+        ref, cur = mixed_frame(rng, n), mixed_frame(rng, n)
+        report = compare(build_profile(ref), cur)
         k = len(report.drifted_columns)
         flagged += k
         checks += len(report.columns)
@@ -54,7 +55,7 @@ def detection(n: int, shift: float, reps: int, seed: int) -> dict:
     for _ in range(reps):
         ref = pd.DataFrame({"x": rng.normal(size=n)})
         cur = pd.DataFrame({"x": rng.normal(size=n) + shift})
-        hits += drift.compare(drift.build_profile(ref), cur).columns[0].drifted
+        hits += compare(build_profile(ref), cur).columns[0].drifted
     return {"rows": n, "shift_sd": shift, "repetitions": reps, "detection_rate": hits / reps}
 
 

@@ -22,6 +22,50 @@ import pytest
 pytest_plugins = ["mlflow_server"]
 
 
+def strict_ci() -> bool:
+    """Under CI every real part must be there: a skip would let CI pass without it."""
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under CI, fail at once (one clear line) when a real part the suite needs is missing."""
+    if not strict_ci():
+        return
+    from mlflow_server import postgres_available
+
+    missing = []
+    if not postgres_available():
+        missing.append("PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth)")
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        missing.append("pyspark (the spark extra)")
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        missing.append("Java (for Spark local mode)")
+    if missing:
+        pytest.exit("CI is set but these real parts are missing: " + "; ".join(missing),
+                    returncode=1)
+
+
+def _fail_skip_under_ci(report: Any) -> None:
+    if strict_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI, where every real part must run: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    _fail_skip_under_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    outcome = yield
+    _fail_skip_under_ci(outcome.get_result())
+
+
 @dataclass
 class Result:
     code: int

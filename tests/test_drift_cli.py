@@ -12,7 +12,7 @@ import pytest
 
 from conftest import run_cli
 from retrainer.config import load
-from retrainer.drift import champion_drift
+from retrainer.drift.champion import champion_drift
 from retrainer.errors import UserError
 from retrainer.project import write_example
 

@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrainer import drift
+from retrainer.drift.profile import build_profile
+from retrainer.drift.spark import compare_spark
+from retrainer.drift.statistics import compare
 
 pyspark = pytest.importorskip("pyspark")
 
@@ -75,11 +77,11 @@ def test_spark_report_matches_pandas(spark) -> None:
     rng = np.random.default_rng(22)
     preds_ref = rng.normal(size=len(ref))
     preds_cur = rng.normal(0.8, 1.0, size=len(cur))
-    profile = drift.build_profile(ref, predictions=preds_ref)
-    expected = drift.compare(profile, cur, predictions=preds_cur)
+    profile = build_profile(ref, predictions=preds_ref)
+    expected = compare(profile, cur, predictions=preds_cur)
 
     sdf = spark.createDataFrame(cur.assign(pred=preds_cur))
-    got = drift.compare_spark(profile, sdf, prediction_col="pred")
+    got = compare_spark(profile, sdf, prediction_col="pred")
 
     assert got.drifted_columns == expected.drifted_columns == ["age", "dose", "gone", "city"]
     for a, b in zip(got.columns, expected.columns, strict=True):
@@ -100,10 +102,10 @@ def test_spark_report_matches_pandas(spark) -> None:
 
 def test_spark_findings_strings_and_missing_column(spark) -> None:
     ref, cur = _frames(2_000)
-    profile = drift.build_profile(ref)
+    profile = build_profile(ref)
     cur = cur.drop(columns="city").astype({"age": str})
     cur.loc[:4, "age"] = "n/a"
-    got = drift.compare_spark(profile, spark.createDataFrame(cur))
+    got = compare_spark(profile, spark.createDataFrame(cur))
     by_name = {c.column: c for c in got.columns}
     assert by_name["city"].drifted and "missing" in by_name["city"].note
     age = by_name["age"]
@@ -115,7 +117,7 @@ def test_spark_empty_data_is_a_user_error(spark) -> None:
     from retrainer.errors import UserError
 
     ref, cur = _frames(500)
-    profile = drift.build_profile(ref)
+    profile = build_profile(ref)
     empty = spark.createDataFrame(cur).limit(0)
     with pytest.raises(UserError, match="no rows"):
-        drift.compare_spark(profile, empty)
+        compare_spark(profile, empty)

@@ -70,6 +70,36 @@ def test_breaking_schema_rejects_unless_allowed() -> None:
     assert judge(scores({"mse": 1.0}, {"mse": 2.0}, schema=schema), allowed, ["mse"]).promotes
 
 
+def _signature(types: dict[str, str]):
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    frame = pd.DataFrame({name: pd.Series([1, 2, 3]).astype(dtype)
+                          for name, dtype in types.items()})
+    return infer_signature(frame, np.zeros(3))
+
+
+@pytest.mark.parametrize(("old", "new", "compatible"), [
+    ("int64", "float64", True),  # long -> double widens: old callers' values still fit
+    ("int32", "int64", True),  # integer -> long widens
+    ("float64", "str", False),  # double -> string: the champion's callers send numbers
+    ("float64", "int64", False),  # double -> long narrows
+])
+def test_a_retyped_column_is_breaking_unless_it_widens(old: str, new: str,
+                                                       compatible: bool) -> None:
+    from retrainer.evaluation import schema_diff
+
+    diff = schema_diff(_signature({"age": "float64", "bmi": old}),
+                       _signature({"age": "float64", "bmi": new}))
+    assert diff["compatible"] is compatible
+    assert [c["column"] for c in diff["changed"]] == ["bmi"]
+    verdict = judge(scores({"mse": 1.0}, {"mse": 2.0}, schema=diff),
+                    GateConfig(all_metrics_improve=False), ["mse"])
+    assert verdict.promotes is compatible
+    if not compatible:
+        assert "breaking: retyped bmi" in verdict.reason
+
+
 def test_bootstrap_interval_brackets_the_difference_and_narrows_with_rows() -> None:
     rng = np.random.default_rng(0)
 

@@ -1,5 +1,10 @@
 """One retrain cycle: data -> train -> evaluate -> gate -> promote, as a decision record.
 
+Two ways a challenger arrives: `run_cycle` trains one now on the latest data, and
+`judge_version` takes a version someone registered (the article's third trigger). From
+there both take the one path, `decide`: score on the clean holdout -> judge -> promote
+under the lock, re-judging against the champion of that moment -> record.
+
 Everything that can be the user's mistake (config, data, the training script, a champion
 the new data cannot score) is checked before the first write, so a bad input leaves the
 registry as it was.
@@ -8,21 +13,23 @@ registry as it was.
 from __future__ import annotations
 
 import logging
-import math
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from retrainer import data as data_mod
-from retrainer import evaluation, gate, registry, stamp, training
+from retrainer import decision, evaluation, gate, registry, stamp, training
 from retrainer import metrics as mx
 from retrainer.errors import UserError
 
 if TYPE_CHECKING:
+    import numpy as np
     from mlflow import MlflowClient
 
     from retrainer.config import Config
     from retrainer.data import Dataset
     from retrainer.evaluation import Champion, Scores
+    from retrainer.training import TrainedModel
 
 log = logging.getLogger("retrainer")
 
@@ -40,50 +47,15 @@ def run_cycle(cfg: Config, data: str | None = None, trigger: str = "manual",
     if champion is not None:
         evaluation.champion_inputs(champion, holdout)  # fails now, before anything is written
 
-    cycle_id = uuid.uuid4().hex[:12]
+    cycle_id = new_decision_id()
     log.info("cycle %s: training on %d rows, holdout %d rows", cycle_id, len(train_rows),
              len(holdout))
-    challenger = training.fit_and_log(cfg, train_rows, holdout, cycle_id=cycle_id,
-                                      trigger=trigger, reason=reason)
-    scores = _score(cfg, client, champion, challenger, holdout, train_rows)
-    verdict = gate.judge(scores, cfg.gate, cfg.metrics)
-
-    version = registry.register(client, cfg, challenger.model_uri, challenger.run_id,
-                                challenger.model_id,
-                                {"cycle_id": cycle_id, "trigger": trigger,
-                                 "decision": "pending"})
-    if cfg.gate.mode != "dry_run":
-        registry.set_challenger(client, cfg.model, version)
-
-    judged = {"champion": champion, "scores": scores, "verdict": verdict}
-    move: registry.Move | None = None
-    if verdict.promotes:
-        def recheck(current: str | None) -> bool:
-            # Another cycle promoted while this one was judging: judge again, now.
-            now = load_champion(cfg, client, current) if current else None
-            judged["champion"] = now
-            judged["scores"] = _score(cfg, client, now, challenger, holdout, train_rows)
-            judged["verdict"] = gate.judge(judged["scores"], cfg.gate, cfg.metrics)
-            return judged["verdict"].promotes
-
-        move, why = registry.promote(client, cfg, version,
-                                     champion.version if champion else None, recheck,
-                                     kind=verdict.decision, decision_id=cycle_id,
-                                     reason=reason, trigger=trigger)
-        if move is None:
-            judged["verdict"] = gate.Verdict(gate.KEPT, False, why or "not promoted",
-                                             judged["verdict"].checks)
-    verdict = judged["verdict"]
-    registry.tag_version(client, cfg.model, version, {"decision": verdict.decision})
-
-    record = decision_record(cfg, trigger=trigger, trigger_reason=reason, cycle_id=cycle_id,
-                             verdict=verdict, scores=judged["scores"],
-                             champion=judged["champion"], challenger=challenger,
-                             version=version, rows=rows, train_rows=train_rows,
-                             holdout=holdout)
-    record["move"] = _move_dict(move)
-    _log_record(client, challenger.run_id, record)
-    return record
+    trained = training.fit_and_log(cfg, train_rows, holdout, cycle_id=cycle_id,
+                                   trigger=trigger, reason=reason)
+    candidate = Candidate(trained, fingerprints=data_mod.fingerprints(train_rows),
+                          train_rows=train_rows)
+    return decide(cfg, client, candidate, champion, rows, holdout, decision_id=cycle_id,
+                  trigger=trigger, reason=reason, kind=None)
 
 
 def judge_version(cfg: Config, version: str, data: str | None = None,
@@ -110,83 +82,143 @@ def judge_version(cfg: Config, version: str, data: str | None = None,
     champion = load_champion(cfg, client)
     if champion is not None and champion.version == version:
         raise UserError(f"version {version} is already the champion of {cfg.model!r}")
-    candidate = evaluation.load_version(cfg, client, version, source="registered")
-    cand_inputs = evaluation.champion_inputs(candidate, holdout)
+    candidate = registered_candidate(cfg, client, version, mv, holdout)
     if champion is not None:
         evaluation.champion_inputs(champion, holdout)
-    info = training.load_training_info(client, mv.run_id) if mv.run_id else {}
-    task = info.get("task") or training.task_of(cfg, candidate.model, holdout.y)
-    challenger = training.TrainedModel(
-        model=candidate.model, task=task, run_id=mv.run_id or "", model_uri=mv.source,
-        model_id=getattr(mv, "model_id", None), metrics_as_logged=candidate.metrics_as_logged,
-        fit_seconds=0.0, signature=candidate.signature, labels=info.get("labels"))
-    problem = mx.check_task(cfg.metrics, task)
-    if problem:
-        raise UserError(problem)
-    decision_id = uuid.uuid4().hex[:12]
     # How the history names this move: by hand, forced, or found by the watcher.
     kind = ("forced_promotion" if force else
             "manual_promotion" if trigger in ("manual", "manual_promotion") else
             f"{trigger}_promotion")
+    return decide(cfg, client, candidate, champion, rows, holdout,
+                  decision_id=new_decision_id(), trigger=trigger, reason=reason, kind=kind,
+                  force=force)
 
-    scores = _score(cfg, client, champion, challenger, holdout, None,
-                    candidate.train_fingerprints, cand_inputs, candidate)  # issue 15: candidate
+
+# --------------------------------------------------------------------------- the one path
+
+@dataclass
+class Candidate:
+    """A challenger to judge: trained by this cycle, or a version registered earlier."""
+
+    model: TrainedModel
+    fingerprints: np.ndarray | None  # the rows it trained on, when known
+    train_rows: Dataset | None = None  # set when this cycle trained it
+    version: str | None = None  # set once registered
+    inputs: Any = None  # its view of the holdout, when its signature names columns
+    # issue 15: the registered version as loaded (its run's split, registration time,
+    # dataset inputs): what is knowable about rows it trained on when it has no fingerprints.
+    registered: Champion | None = None
+
+    @property
+    def trained_now(self) -> bool:
+        return self.train_rows is not None
+
+
+@dataclass
+class Judgement:
+    champion: Champion | None
+    scores: Scores
+    verdict: gate.Verdict
+
+
+def decide(cfg: Config, client: MlflowClient, candidate: Candidate, champion: Champion | None,
+           rows: Dataset, holdout: Dataset, *, decision_id: str, trigger: str,
+           reason: str | None, kind: str | None, force: bool = False) -> dict[str, Any]:
+    """Score -> judge -> promote under the lock with a re-check -> record.
+
+    `kind` names the move in the history for a registered candidate (manual, forced, or
+    the watcher's promotion); a cycle's move is named by its verdict.
+    """
+    judged = judge(cfg, candidate, champion, holdout, force=force, reason=reason)
+    return promote_and_record(cfg, client, candidate, judged, rows, holdout,
+                              decision_id=decision_id, trigger=trigger, reason=reason,
+                              kind=kind, force=force)
+
+
+def promote_and_record(cfg: Config, client: MlflowClient, candidate: Candidate,
+                       judged: Judgement, rows: Dataset, holdout: Dataset, *, decision_id: str,
+                       trigger: str, reason: str | None, kind: str | None,
+                       force: bool = False) -> dict[str, Any]:
+    """Act on a judgement: register the candidate, promote it if it passed, record why.
+
+    The promotion takes the lock and compares the champion of that moment with the one
+    judged against; if another process promoted meanwhile, the candidate is judged again
+    against the new champion and that verdict decides.
+    """
+    version = candidate.version or _register(cfg, client, candidate, decision_id, trigger)
+    move: registry.Move | None = None
+    if judged.verdict.promotes:
+        judged_against = judged.champion.version if judged.champion else None
+
+        def recheck(current: str | None) -> bool:
+            nonlocal judged
+            now = load_champion(cfg, client, current) if current else None
+            judged = judge(cfg, candidate, now, holdout, force=force, reason=reason)
+            return judged.verdict.promotes
+
+        move, why = registry.promote(
+            client, cfg, version, judged_against, recheck,
+            kind=kind or judged.verdict.decision, decision_id=decision_id, reason=reason,
+            trigger=trigger)
+        if move is None:
+            judged.verdict = gate.Verdict(gate.KEPT, False, why or "not promoted",
+                                          judged.verdict.checks)
+    forced = force and judged.verdict.promotes
+    registry.tag_version(client, cfg.model, version, {
+        "decision": judged.verdict.decision,
+        **({} if candidate.trained_now else {"trigger": trigger}),
+        **({"forced": "true"} if forced else {})})
+
+    record = decision.build(
+        cfg, trigger=trigger, trigger_reason=reason, decision_id=decision_id,
+        verdict=judged.verdict, scores=judged.scores, champion=judged.champion,
+        challenger=candidate.model, version=version, rows=rows,
+        train_rows=candidate.train_rows, holdout=holdout, move=move)
+    if candidate.trained_now:
+        decision.log_on_run(client, candidate.model.run_id, record)
+    else:
+        record["kind"] = kind
+        record["forced"] = bool(force)
+        decision.log_as_event(client, cfg, record)
+    return record
+
+
+def judge(cfg: Config, candidate: Candidate, champion: Champion | None, holdout: Dataset, *,
+          force: bool = False, reason: str | None = None) -> Judgement:
+    """Both models on the clean holdout, then the gate; `force` overrules a rejection."""
+    scores = evaluation.score_both(cfg, champion, candidate.model, holdout,
+                                   candidate.fingerprints, candidate.inputs,
+                                   candidate=candidate.registered)  # issue 15
+    if champion is not None:
+        scores.schema = evaluation.schema_diff(champion.signature, candidate.model.signature)
     verdict = gate.judge(scores, cfg.gate, cfg.metrics)
     if force and not verdict.promotes:
         verdict = gate.Verdict(gate.FIRST_CHAMPION if champion is None else gate.PROMOTED,
                                True, f"forced by {stamp.actor()}: {reason} (gate said: "
                                f"{verdict.decision}: {verdict.reason})", verdict.checks)
-    judged = {"champion": champion, "scores": scores, "verdict": verdict}
-    move: registry.Move | None = None
-    if verdict.promotes:
-        def recheck(current: str | None) -> bool:
-            if force:
-                return True
-            now = load_champion(cfg, client, current) if current else None
-            judged["champion"] = now
-            judged["scores"] = _score(cfg, client, now, challenger, holdout, None,
-                                      candidate.train_fingerprints, cand_inputs,
-                                      candidate)  # issue 15: candidate
-            judged["verdict"] = gate.judge(judged["scores"], cfg.gate, cfg.metrics)
-            return judged["verdict"].promotes
-
-        move, why = registry.promote(client, cfg, version,
-                                     champion.version if champion else None, recheck,
-                                     kind=kind,
-                                     decision_id=decision_id, reason=reason, trigger=trigger)
-        if move is None:
-            judged["verdict"] = gate.Verdict(gate.KEPT, False, why or "not promoted",
-                                             judged["verdict"].checks)
-    verdict = judged["verdict"]
-    registry.tag_version(client, cfg.model, version,
-                         {"decision": verdict.decision, "trigger": trigger,
-                          **({"forced": "true"} if force and verdict.promotes else {})})
-    record = decision_record(cfg, trigger=trigger, trigger_reason=reason,
-                             cycle_id=decision_id,
-                             verdict=verdict, scores=judged["scores"],
-                             champion=judged["champion"], challenger=challenger,
-                             version=version, rows=rows, train_rows=None, holdout=holdout)
-    record["kind"] = kind
-    record["forced"] = bool(force)
-    record["move"] = _move_dict(move)
-    champion_version = record["champion"]["version"] if record["champion"] else None
-    registry.record_event(client, cfg, record["kind"], {
-        "record": record, "decision": record["decision"], "reason": record["reason"],
-        "trigger": trigger}, record="decision", version=version,
-        champion_before=champion_version,
-        champion_after=move.champion if move else champion_version, decision_id=decision_id)
-    return record
+    return Judgement(champion, scores, verdict)
 
 
-def _move_dict(move: registry.Move | None) -> dict[str, Any] | None:
-    """The alias move a decision made: what became champion and what it displaced."""
-    if move is None:
-        return None
-    return {"champion": move.champion, "previous": move.previous, "kind": move.kind,
-            "at": move.at}
+def _register(cfg: Config, client: MlflowClient, candidate: Candidate, decision_id: str,
+              trigger: str) -> str:
+    """A challenger this cycle trained becomes a version (and `challenger`) once judged."""
+    trained = candidate.model
+    candidate.version = registry.register(
+        client, cfg, trained.model_uri, trained.run_id, trained.model_id,
+        {"cycle_id": decision_id, "trigger": trigger, "decision": "pending"})
+    if cfg.gate.mode != "dry_run":
+        registry.set_challenger(client, cfg.model, candidate.version)
+    return candidate.version
+
+
+# --------------------------------------------------------------------------- contenders
+
+def new_decision_id() -> str:
+    return uuid.uuid4().hex[:12]
 
 
 def load_champion(cfg: Config, client: MlflowClient, version: str | None = None) -> Champion | None:
+    """The champion (or a named version) as a contender; None when there is none yet."""
     if version is None:
         found = registry.current_champion(client, cfg.model, cfg.promote.alias)
         if found is None:
@@ -196,83 +228,19 @@ def load_champion(cfg: Config, client: MlflowClient, version: str | None = None)
     return evaluation.load_version(cfg, client, version)
 
 
-def _score(cfg: Config, client: MlflowClient, champion: Champion | None, challenger: Any,
-           holdout: Dataset, train_rows: Dataset | None, challenger_fps: Any = None,
-           challenger_inputs: Any = None, candidate: Champion | None = None) -> Scores:
-    fps = data_mod.fingerprints(train_rows) if train_rows is not None else challenger_fps
-    # issue 15: `candidate` (a registered version judged by `promote`) passed through, so a
-    # fingerprint-less candidate's training rows are looked up and said.
-    scores = evaluation.score_both(cfg, champion, challenger, holdout, fps, challenger_inputs,
-                                   candidate=candidate)
-    if champion is not None:
-        scores.schema = evaluation.schema_diff(champion.signature,
-                                               challenger.signature)
-    return scores
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN/inf become null, numpy scalars become Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, str):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def decision_record(cfg: Config, *, trigger: str, trigger_reason: str | None, cycle_id: str,
-                    verdict: gate.Verdict, scores: Scores, champion: Champion | None,
-                    challenger: Any, version: str, rows: Dataset, train_rows: Dataset | None,
-                    holdout: Dataset) -> dict[str, Any]:
-    """The decision record of DESIGN.md: what was decided, on which rows, and why."""
-    record: dict[str, Any] = {
-        "model": cfg.model,
-        "cycle_id": cycle_id,
-        "at": stamp.now_iso(),
-        "actor": stamp.actor(),
-        "trigger": trigger,
-        "trigger_reason": trigger_reason,
-        "decision": verdict.decision,
-        "reason": verdict.reason,
-        "gate_mode": cfg.gate.mode,
-        "primary_metric": cfg.primary_metric,
-        "challenger": {"version": version, "run_id": challenger.run_id,
-                       "metrics": scores.challenger,
-                       "metrics_as_logged": challenger.metrics_as_logged},
-        "champion": None if champion is None else {
-            "version": champion.version, "run_id": champion.run_id,
-            "metrics": scores.champion, "metrics_as_logged": champion.metrics_as_logged,
-            "known_by": champion.source},
-        "naive": scores.naive or None,
-        "holdout": {"rows": scores.holdout_rows, "clean_rows": scores.clean_rows,
-                    "excluded": scores.excluded, "notes": scores.notes},
-        "differences": scores.differences,
-        "checks": verdict.checks_dict(),
-        "schema": scores.schema or {"compatible": True, "added": [], "removed": [],
-                                    "changed": []},
-        "data": {"source": rows.source, "rows": len(rows),
-                 "train_rows": len(train_rows) if train_rows is not None else None,
-                 "holdout_rows": len(holdout), "split": cfg.split.method},
-        "task": challenger.task,
-    }
-    gate.extend_record(record, verdict, scores, cfg.gate)  # issue 15: policy, slices, notes
-    return _clean(record)
-
-
-def _log_record(client: MlflowClient, run_id: str, record: dict[str, Any]) -> None:
-    from retrainer.report import to_markdown
-
-    client.log_dict(run_id, record, "decision.json")
-    client.log_text(run_id, to_markdown(record), "decision.md")
-    champion = (record.get("champion") or {}).get("version")
-    move = record.get("move") or {}
-    # The decision tag last: history treats a cycle run without it as unfinished.
-    registry.tag_run(client, run_id, registry.summary_tags(
-        version=record["challenger"]["version"], champion_before=champion,
-        champion_after=move.get("champion") or champion,
-        reason=record.get("reason"), trigger=record.get("trigger"),
-        decision_id=record.get("cycle_id"), who=record.get("actor"), record="decision"))
-    client.set_tag(run_id, f"{registry.PREFIX}decision", record["decision"])
+def registered_candidate(cfg: Config, client: MlflowClient, version: str, mv: Any,
+                         holdout: Dataset) -> Candidate:
+    """A version registered earlier, loaded as a challenger (its fingerprints if it has any)."""
+    loaded = evaluation.load_version(cfg, client, version, source="registered")
+    inputs = evaluation.champion_inputs(loaded, holdout)
+    info = training.load_training_info(client, mv.run_id) if mv.run_id else {}
+    task = info.get("task") or training.task_of(cfg, loaded.model, holdout.y)
+    problem = mx.check_task(cfg.metrics, task)
+    if problem:
+        raise UserError(problem)
+    model = training.TrainedModel(
+        model=loaded.model, task=task, run_id=mv.run_id or "", model_uri=mv.source,
+        model_id=getattr(mv, "model_id", None), metrics_as_logged=loaded.metrics_as_logged,
+        fit_seconds=0.0, signature=loaded.signature, labels=info.get("labels"))
+    return Candidate(model, fingerprints=loaded.train_fingerprints, version=version,
+                     inputs=inputs, registered=loaded)

@@ -17,7 +17,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from retrainer.data import Dataset, fingerprints, split_label
 from retrainer.metrics import GREATER_IS_BETTER
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     import numpy as np
 
     from retrainer.config import Config
-    from retrainer.evaluation import Champion
 
 log = logging.getLogger("retrainer")
 
@@ -34,6 +33,16 @@ UNKNOWN = "the candidate's training rows are unknown: its score may include rows
 # Scored on rows it never saw, a model is rarely much better than on its own test split; a
 # gap this large in its favour suggests the "clean" rows were training rows.
 LEAKAGE_GAP = 0.10
+
+
+class Registered(Protocol):
+    """What is read of a registered version (an `evaluation.Champion` has it all)."""
+
+    version: str
+    split: str | None
+    created_ms: int | None
+    dataset_inputs: list[dict[str, Any]]
+    metrics_as_logged: dict[str, float]
 
 
 @dataclass
@@ -67,7 +76,7 @@ def dataset_inputs(run: Any) -> list[dict[str, Any]]:
     return out
 
 
-def candidate_rows(cfg: Config, candidate: Champion | None, holdout: Dataset,
+def candidate_rows(cfg: Config, candidate: Registered | None, holdout: Dataset,
                    hold_fp: np.ndarray) -> CandidateRows:
     """What is knowable about which holdout rows a fingerprint-less candidate trained on."""
     import numpy as np
@@ -171,7 +180,7 @@ def _rows_in_file(path: Path, holdout: Dataset, hold_fp: np.ndarray) -> np.ndarr
     return np.isin(hold_fp, theirs)
 
 
-def leakage_signs(candidate: Champion | None, holdout_metrics: dict[str, float],
+def leakage_signs(candidate: Registered | None, holdout_metrics: dict[str, float],
                   metric: str) -> list[str]:
     """A line when the holdout score is far better than the candidate's own logged score."""
     if candidate is None:

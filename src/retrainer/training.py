@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from retrainer import metrics as mx
+from retrainer import registry
 from retrainer.data import Dataset, fingerprints, load_callable, split_label
 from retrainer.errors import UserError
 
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("retrainer")
 
 FINGERPRINTS = "retrainer/train_fingerprints.npy"
-PROFILE = "reference_profile.json"
 MODEL_NAME = "model"
 TAG_PREFIX = "retrainer."
 
@@ -185,6 +185,8 @@ def fit_and_log(cfg: Config, train: Dataset, holdout: Dataset, *, cycle_id: str,
     import numpy as np
     from mlflow.models import infer_signature
 
+    from retrainer.drift.profile import PROFILE_ARTIFACT
+
     model, fit_seconds = fit(cfg, train)
     task = task_of(cfg, model, train.y)
     problem = mx.check_task(cfg.metrics, task)
@@ -204,7 +206,7 @@ def fit_and_log(cfg: Config, train: Dataset, holdout: Dataset, *, cycle_id: str,
             f"{TAG_PREFIX}task": task}
     if reason:
         tags[f"{TAG_PREFIX}trigger_reason"] = reason[:5000]
-    with mlflow.start_run(experiment_id=experiment_id(cfg), tags=tags) as run:
+    with mlflow.start_run(experiment_id=registry.experiment_id(cfg), tags=tags) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in cfg.train.params.items()})
         mlflow.log_params({"estimator": cfg.train.estimator or cfg.train.entrypoint,
                            "split": split_label(cfg.split),
@@ -222,7 +224,7 @@ def fit_and_log(cfg: Config, train: Dataset, holdout: Dataset, *, cycle_id: str,
             mlflow.log_artifact(str(fp), artifact_path="retrainer")
         profile = _reference_profile(cfg, train, pred)
         if profile is not None:
-            mlflow.log_dict(profile, PROFILE)
+            mlflow.log_dict(profile, PROFILE_ARTIFACT)
         mlflow.log_dict({"features": train.features, "target": train.target, "task": task,
                          "labels": _jsonable(labels), "metrics": cfg.metrics},
                         "retrainer/training.json")
@@ -280,32 +282,12 @@ def _dataset_source(source: str) -> str | None:
 
 def _reference_profile(cfg: Config, train: Dataset, holdout_pred: Any) -> dict | None:
     try:
-        from retrainer import drift
+        from retrainer.drift.profile import build_profile
 
-        return drift.build_profile(train.X, holdout_pred, bins=cfg.drift.bins)
+        return build_profile(train.X, holdout_pred, bins=cfg.drift.bins)
     except Exception as err:  # noqa: BLE001 - drift is an add-on to the cycle
         log.warning("could not build the reference profile: %s", err)
         return None
-
-
-def experiment_id(cfg: Config) -> str:
-    """The experiment's id, created on first use (artifacts beside an embedded store)."""
-    from mlflow import MlflowClient
-
-    from retrainer.config import artifact_root
-
-    client = MlflowClient()
-    name = cfg.experiment_name
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    try:
-        return client.create_experiment(name, artifact_location=artifact_root(cfg))
-    except Exception:  # noqa: BLE001 - another process created it first
-        exp = client.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
 
 
 def load_training_info(client: Any, run_id: str) -> dict[str, Any]:

@@ -1,0 +1,90 @@
+"""`serve` and `predict`: the champion over REST (hot swap) and in batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from retrainer.cli.app import (
+    ConfigOpt,
+    JsonOpt,
+    TrackingOpt,
+    app,
+    emit_json,
+    load_config,
+    quiet_stdout,
+    terminal,
+)
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    tracking_uri: TrackingOpt = None,
+    host: Annotated[str, typer.Option(
+        "--host", help="Interface to bind; loopback unless you mean to expose it.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8080,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=1, help="uvicorn worker processes; each follows the alias itself.")
+    ] = 1,
+    poll_seconds: Annotated[float | None, typer.Option(
+        "--poll-seconds", help="How often to check the alias (default: serve.poll_seconds).",
+        show_default=False)] = None,
+) -> None:
+    """REST server for the champion (MLflow scoring protocol); swaps when the alias moves."""
+    from retrainer.config import absolutize_uri
+    from retrainer.registry import probe
+    from retrainer.serving.server import serve as run_server
+
+    cfg = load_config(config, tracking_uri)
+    probe(cfg.tracking_uri)
+    opts = cfg.serve
+    alias = cfg.promote.alias
+    terminal(stderr=True).print(
+        f"serving {cfg.model}@{alias} from {cfg.tracking_uri} on http://{host}:{port} "
+        f"({workers} worker{'s' if workers > 1 else ''})")
+    run_server(
+        cfg.tracking_uri, cfg.model, host=host, port=port, workers=workers, alias=alias,
+        poll_seconds=poll_seconds if poll_seconds is not None else opts.poll_seconds,
+        token_env=opts.token_env,
+        inference_log=cfg.resolve_path(opts.inference_log) if opts.inference_log else None,
+        shadow=opts.shadow,
+        max_body_bytes=int(opts.max_body_mb * 2**20),
+        registry_uri=absolutize_uri(cfg.registry_uri, cfg.base_dir) if cfg.registry_uri else None,
+    )
+
+
+@app.command()
+def predict(
+    data: Annotated[Path, typer.Option(
+        "--data", help="CSV or Parquet file (or a folder of Parquet parts) to score.")],
+    output: Annotated[Path, typer.Option(
+        "--output", help="Where to write the rows plus prediction and model_version "
+        "(.csv or .parquet).")],
+    config: ConfigOpt = None,
+    tracking_uri: TrackingOpt = None,
+    engine: Annotated[str, typer.Option(
+        "--engine", help="pandas (streams in chunks) or spark (local Spark, spark_udf).")
+    ] = "pandas",
+    as_json: JsonOpt = False,
+) -> None:
+    """Batch scoring with the champion: the input rows plus prediction and model_version."""
+    from retrainer.batch import predict_file
+    from retrainer.config import absolutize_uri
+
+    cfg = load_config(config, tracking_uri)
+    with quiet_stdout():
+        summary = predict_file(
+            cfg.tracking_uri, cfg.model, data, output, engine=engine, alias=cfg.promote.alias,
+            registry_uri=absolutize_uri(cfg.registry_uri, cfg.base_dir)
+            if cfg.registry_uri else None,
+        )
+    if as_json:
+        emit_json(summary)
+        return
+    terminal().print(
+        f"scored {summary['rows']} rows with {cfg.model} version {summary['version']} "
+        f"({summary['engine']}, {summary['seconds']} s): {summary['output']}")

@@ -1,0 +1,235 @@
+"""`retrainer drift`: current data against the champion's reference profile.
+
+The one drift module that reaches up: it finds the champion in the registry, reads its
+logged profile (or rebuilds one from its run's training rows), scores current data
+with the champion for prediction drift, and calls `statistics.compare`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from retrainer import data as data_mod
+from retrainer import evaluation, registry
+from retrainer.drift.profile import PROFILE_ARTIFACT, as_float, build_profile, load_profile
+from retrainer.drift.statistics import DriftReport, cell, compare, explain
+from retrainer.errors import UserError
+from retrainer.training import load_fingerprints, load_training_info
+
+if TYPE_CHECKING:
+    from retrainer.config import Config
+
+
+@dataclass
+class ChampionDrift:
+    """`retrainer drift`: the report, what it was computed from, and how."""
+
+    report: DriftReport
+    profile: dict
+    current: pd.DataFrame
+    version: str
+    profile_source: str  # "artifact" or "rebuilt from <source>"
+    notes: list[str] = field(default_factory=list)
+
+
+def champion_drift(cfg: Config, data: str | None = None) -> ChampionDrift:
+    """Current data against the champion's reference profile, with prediction drift.
+
+    `data` (a path or any data source form) defaults to ``triggers.drift.data``. The
+    profile is the champion run's ``reference_profile.json``; a version logged without
+    one gets it rebuilt from its run's logged training input (training rows picked by
+    their fingerprints). Reads only: nothing is written to the tracking store.
+    """
+    source = data or (cfg.triggers.drift.data if cfg.triggers.drift else None)
+    if not source:
+        raise UserError("no current data: pass --data PATH or set triggers.drift.data")
+    query = cfg.triggers.drift.query if (cfg.triggers.drift and not data) else cfg.data.query
+    base = Path.cwd() if data else cfg.base_dir
+    try:
+        current = data_mod.read_source(source, base, query)
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a corrupt file is the user's input
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise UserError(f"cannot read current data {source!r}: {first}") from None
+    if current is None or len(current) == 0:
+        raise UserError(f"current data {source!r} has no rows")
+    current.columns = [str(c) for c in current.columns]
+
+    client = registry.connect(cfg)
+    found = registry.current_champion(client, cfg.model, cfg.promote.alias)
+    if found is None:
+        raise UserError(f"model {cfg.model!r} has no champion yet: run `retrainer run` first")
+    mv, how = found
+    version = str(mv.version)
+    profile, profile_source = _champion_profile(cfg, client, mv)
+
+    notes: list[str] = []
+    predictions = None
+    if profile.get("prediction") is not None:
+        predictions, why = _champion_predictions(cfg, client, version, how, current, profile)
+        if why:
+            notes.append(why)
+    features = current.drop(columns=[cfg.data.target], errors="ignore")
+    report = compare(
+        profile,
+        features,
+        predictions,
+        share=cfg.drift.share,
+        key_columns=cfg.drift.key_columns,
+        thresholds=cfg.drift.thresholds or None,
+    )
+    return ChampionDrift(report, profile, current, version, profile_source, notes)
+
+
+def _champion_profile(cfg: Config, client: Any, mv: Any) -> tuple[dict, str]:
+    """The version's logged profile, or one rebuilt from its logged training input."""
+    if mv.run_id:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = client.download_artifacts(mv.run_id, PROFILE_ARTIFACT, tmp)
+            except Exception:  # noqa: BLE001 - older versions were logged without one
+                path = None
+            if path and os.path.exists(path):
+                return load_profile(path), "artifact"
+    return _rebuild_profile(cfg, client, mv)
+
+
+def _rebuild_profile(cfg: Config, client: Any, mv: Any) -> tuple[dict, str]:
+    """Profile of a version's training rows, from the dataset input its run logged."""
+    no_profile = f"champion version {mv.version} has no {PROFILE_ARTIFACT}" + (
+        " and no run" if not mv.run_id else ""
+    )
+    if not mv.run_id:
+        raise UserError(f"{no_profile}; retrain it with `retrainer run` to get one")
+    run = client.get_run(mv.run_id)
+    uri = None
+    for ds_input in getattr(run.inputs, "dataset_inputs", None) or []:
+        try:
+            src = json.loads(ds_input.dataset.source or "{}")
+        except ValueError:
+            continue
+        uri = src.get("uri") or src.get("url") or src.get("path")
+        if uri:
+            break
+    if not uri:
+        raise UserError(
+            f"{no_profile} and its run logged no readable training data; "
+            "retrain it with `retrainer run` to get one"
+        )
+    if uri.startswith("file://"):
+        uri = uri.removeprefix("file://")
+    try:
+        frame = data_mod.read_source(uri, Path(cfg.base_dir), cfg.data.query)
+    except UserError as err:
+        raise UserError(f"{no_profile}; rebuilding it from {uri!r} failed: {err}") from None
+    frame.columns = [str(c) for c in frame.columns]
+    info = load_training_info(client, mv.run_id)
+    target = info.get("target") or cfg.data.target
+    features = info.get("features") or [c for c in frame.columns if c != target]
+    missing = [c for c in [*features, target] if c not in frame.columns]
+    if missing:
+        raise UserError(f"{no_profile}; {uri!r} lacks column {missing[0]!r} to rebuild it")
+    # Keep the rows the version trained on when the run recorded their fingerprints.
+    fps = load_fingerprints(client, mv.run_id)
+    if fps is not None:
+        ds = data_mod.Dataset(frame, target, list(features), uri)
+        mask = np.isin(data_mod.fingerprints(ds), fps)
+        if mask.any():
+            frame = frame.loc[mask]
+    return build_profile(frame[list(features)], bins=cfg.drift.bins), f"rebuilt from {uri}"
+
+
+def _champion_predictions(
+    cfg: Config, client: Any, version: str, how: str, current: pd.DataFrame, profile: dict
+) -> tuple[np.ndarray | None, str | None]:
+    """Champion predictions on current data, and a note when not every row was scored.
+
+    Rows the model cannot take (missing or non-numeric inputs) are what the column
+    findings report; prediction drift is then measured on the rows it can score.
+    """
+    features = [c for c in profile["columns"] if c in current.columns]
+    if len(features) < len(profile["columns"]):
+        return None, "prediction drift skipped: the current data lacks model input columns"
+    try:
+        champion = evaluation.load_version(cfg, client, version, how)
+    except UserError as err:
+        return None, f"prediction drift skipped: {err}"
+
+    def predict(frame: pd.DataFrame) -> np.ndarray:
+        ds = data_mod.Dataset(frame, cfg.data.target, features, "current")
+        return np.asarray(champion.model.predict(evaluation.champion_inputs(champion, ds)))
+
+    try:
+        return predict(current), None
+    except Exception as err:  # noqa: BLE001 - retried on the rows it can take
+        first = (str(err).splitlines() or [type(err).__name__])[0][:200]
+    usable = current
+    for name in features:
+        if profile["columns"][name]["kind"] == "numeric":
+            x, _, _ = as_float(usable[name])
+            usable = usable.loc[~np.isnan(x)]
+        else:
+            usable = usable.loc[usable[name].notna()]
+    if len(usable) == 0 or len(usable) == len(current):
+        return None, f"prediction drift skipped: the champion cannot score the data ({first})"
+    try:
+        pred = predict(usable)
+    except Exception:  # noqa: BLE001
+        return None, f"prediction drift skipped: the champion cannot score the data ({first})"
+    return pred, (
+        f"prediction drift on the {len(usable)} of {len(current)} rows the champion can "
+        "score (the others have missing or non-numeric inputs)"
+    )
+
+
+def table_view(result: ChampionDrift) -> tuple[str, list[str], list[list[str]], list[str]]:
+    """What `retrainer drift` shows: (title, header, rows, closing lines), rich markup.
+
+    The CLI prints it (only cli.py prints); the numbers are the report's.
+    """
+    report = result.report
+    title = (
+        f"Drift against champion version {result.version} "
+        f"(reference {report.rows_reference:,} rows, current {report.rows_current:,})"
+    )
+    header = ["column", "statistic", "value", "threshold", "drifted", "missing Δ", "note"]
+    rows = []
+    for r in list(report.columns) + ([report.prediction] if report.prediction else []):
+        rows.append(
+            [
+                r.column,
+                r.statistic or "-",
+                cell(r.value),
+                cell(r.threshold),
+                "[red]yes[/red]" if r.drifted else "no",
+                cell(r.missing_rate_change, pct=True),
+                explain(r),
+            ]
+        )
+    lines = []
+    if result.profile_source != "artifact":
+        lines.append(f"reference profile {result.profile_source}")
+    lines += [f"note: {note}" for note in result.notes]
+    n = sum(c.drifted for c in report.columns)
+    verdict = (
+        "[bold red]dataset drift[/bold red]"
+        if report.dataset_drift
+        else "[bold green]no dataset drift[/bold green]"
+    )
+    pred = ""
+    if report.prediction:
+        pred = f"; predictions {'drifted' if report.prediction.drifted else 'stable'}"
+    lines.append(
+        f"{verdict}: {n} of {len(report.columns)} columns drifted "
+        f"({report.share_drifted:.0%}){pred}"
+    )
+    return title, header, rows, lines

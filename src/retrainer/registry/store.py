@@ -1,0 +1,110 @@
+"""Connecting to the tracking store and registry, failing fast when they cannot be reached."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from retrainer import locks
+from retrainer.errors import UserError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from retrainer.config import Config
+
+
+def connect(cfg: Config) -> MlflowClient:
+    """Point MLflow at the configured stores and fail fast when they cannot be reached."""
+    # MLflow retries an unreachable server for minutes: keep it short unless the user chose.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    uri = cfg.tracking_uri or ""
+    probe(uri)
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(uri)
+    if cfg.registry_uri:
+        mlflow.set_registry_uri(cfg.registry_uri)
+    with _store_init_guard(cfg):
+        # The first client builds (and caches, per process) the tracking and registry
+        # stores, which creates or migrates a database store's schema.
+        client = MlflowClient(tracking_uri=uri, registry_uri=cfg.registry_uri)
+        client.search_registered_models(max_results=1)
+    return client
+
+
+def _store_init_guard(cfg: Config) -> contextlib.AbstractContextManager[None]:
+    """One process at a time creates or upgrades a database store.
+
+    MLflow's tracking store creates and migrates a fresh database on first use without a
+    lock: eight cycles starting at once on a new sqlite file fail with alembic errors
+    ("duplicate column name", "table _alembic_tmp_latest_metrics already exists").
+    """
+    uri = cfg.tracking_uri or ""
+    if uri.startswith("sqlite:///"):
+        return locks.file_lock(Path(uri.removeprefix("sqlite:///") + ".init.lock"),
+                          cfg.promote.lock_timeout, busy="the store's schema set-up")
+    if uri.startswith("postgres"):
+        return locks.advisory_lock(uri, "retrainer:store-init", cfg.promote.lock_timeout,
+                                   busy="the store's schema set-up")
+    return contextlib.nullcontext()  # a server migrates its own store
+
+
+def probe(uri: str) -> None:
+    """A one-line UserError when the tracking store cannot be reached."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as resp:
+                if resp.status >= 500:
+                    raise UserError(f"MLflow server at {uri} is unhealthy (HTTP {resp.status})")
+        except urllib.error.HTTPError as err:
+            if err.code >= 500:
+                raise UserError(f"MLflow server at {uri} is unhealthy (HTTP {err.code})") \
+                    from None
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise UserError(f"cannot reach the MLflow tracking server at {uri}: {reason}") \
+                from None
+    elif uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        if not path.parent.is_dir():
+            raise UserError(f"tracking store folder does not exist: {path.parent}")
+    elif uri.startswith(("postgresql", "mysql", "mssql")):
+        import sqlalchemy
+
+        try:
+            engine = sqlalchemy.create_engine(uri)
+            with engine.connect():
+                pass
+            engine.dispose()
+        except Exception as err:  # noqa: BLE001
+            raise UserError(f"cannot reach the tracking database: {str(err).splitlines()[0]}") \
+                from None
+
+
+
+
+def experiment_id(cfg: Config) -> str:
+    """The experiment's id, created on first use (artifacts beside an embedded store)."""
+    from mlflow import MlflowClient
+
+    from retrainer.config import artifact_root
+
+    client = MlflowClient()
+    name = cfg.experiment_name
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_root(cfg))
+    except Exception:  # noqa: BLE001 - another process created it first
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
