@@ -95,7 +95,9 @@ def entries(client: MlflowClient, cfg: Config) -> list[dict[str, Any]]:
 def latest_decision(client: MlflowClient, cfg: Config) -> dict[str, Any] | None:
     """The newest entry, for `retrainer status`."""
     for entry in entries(client, cfg):
-        if entry["what"] != "unfinished":  # a cycle still running has decided nothing yet
+        # A cycle still running has decided nothing yet; a failed notification decides
+        # nothing either.
+        if entry["what"] not in ("unfinished", "notify_failed"):
             return entry
     return None
 
