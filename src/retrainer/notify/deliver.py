@@ -28,7 +28,9 @@ from urllib.parse import urlsplit
 
 from retrainer import stamp
 from retrainer.events import NOTIFY_FAILED, TEST
-from retrainer.notify import message, signing
+from retrainer.notify.message import body as build_body
+from retrainer.notify.message import one_line, run_url, version_of
+from retrainer.notify.signing import DELIVERY_HEADER, EVENT_HEADER, signed_headers
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -122,9 +124,9 @@ def deliver(index: int, target: NotifyConfig, event: str, body: bytes, delivery_
     error: str | None = None
     attempt = 0
     for attempt in range(1, limit + 1):
-        headers = {signing.EVENT_HEADER: event, signing.DELIVERY_HEADER: delivery_id}
+        headers = {EVENT_HEADER: event, DELIVERY_HEADER: delivery_id}
         if secret:
-            headers.update(signing.signed_headers(secret, body))
+            headers.update(signed_headers(secret, body))
         try:
             status = _post(target.url, body, headers, target.timeout_seconds)
         except (TimeoutError, OSError, urllib.error.URLError, ValueError) as err:
@@ -192,7 +194,7 @@ def send(cfg: Config, event: str, payload: dict[str, Any], *,
     if not targets:
         return None
     try:
-        text = message.one_line(cfg.model, event, payload)
+        text = one_line(cfg.model, event, payload)
         at = stamp.now_iso()
     except Exception:  # noqa: BLE001 - a notification must never fail what it reports
         log.exception("could not build the %s notification", event)
@@ -214,7 +216,7 @@ def _deliver_and_record(cfg: Config, index: int, target: NotifyConfig, event: st
     try:
         link = _link(cfg, payload, client)
         delivery_id = uuid.uuid4().hex
-        data = message.body(target.format, event, cfg.model, payload, text, link, at,
+        data = build_body(target.format, event, cfg.model, payload, text, link, at,
                             delivery_id)
         result = deliver(index, target, event, data, delivery_id)
         dispatch.results.append(result)
@@ -242,7 +244,7 @@ def _link(cfg: Config, payload: dict[str, Any], client: MlflowClient | None) -> 
         experiment = (client or MlflowClient(tracking_uri=uri)).get_run(run_id).info.experiment_id
     except Exception:  # noqa: BLE001 - no link is better than no message
         return None
-    return message.run_url(uri, experiment, run_id)
+    return run_url(uri, experiment, run_id)
 
 
 def _record_failure(cfg: Config, result: Result, payload: dict[str, Any],
@@ -261,7 +263,7 @@ def _record_failure(cfg: Config, result: Result, payload: dict[str, Any],
                 "delivery_id": result.delivery_id,
                 # Not the summary's decision_id: history joins alias moves by that id.
                 "about_decision": payload.get("cycle_id") or payload.get("decision_id")},
-                version=message.version_of(payload))
+                version=version_of(payload))
             return
         except Exception:  # noqa: BLE001
             if attempt == 2:
@@ -300,9 +302,9 @@ def send_test(cfg: Config) -> list[Result]:
     def one(index: int, target: NotifyConfig) -> None:
         payload = {"model": cfg.model, "actor": stamp.actor(), "events": target.events,
                    "decision": TEST}
-        text = message.one_line(cfg.model, TEST, payload)
+        text = one_line(cfg.model, TEST, payload)
         delivery_id = uuid.uuid4().hex
-        data = message.body(target.format, TEST, cfg.model, payload, text, None, at,
+        data = build_body(target.format, TEST, cfg.model, payload, text, None, at,
                             delivery_id)
         results[index] = deliver(index, target, TEST, data, delivery_id, attempts=1)
 
