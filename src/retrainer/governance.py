@@ -13,6 +13,7 @@ still passes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from retrainer import notify, registry, stamp
@@ -35,8 +36,6 @@ def approve(cfg: Config, version: str, reason: str | None, data: str | None = No
     found = registry.current_champion(client, cfg.model, cfg.promote.alias)
     if found is not None and str(found[0].version) == version:
         raise UserError(f"version {version} is already the champion of {cfg.model!r}")
-    if rollout_mode(cfg) == "canary":
-        return start_canary_instead(cfg, client, version, pending, reason)
 
     from retrainer.cycle import new_decision_id
 
@@ -50,6 +49,9 @@ def approve(cfg: Config, version: str, reason: str | None, data: str | None = No
         rejudged["record"] = rejudge(cfg, client, version, current, data, decision_id)
         return rejudged["record"]["decision"] in ("promoted", "first_champion")
 
+    if rollout_mode(cfg) == "canary" and found is not None:  # ISSUE 11 CALL SITE
+        return start_canary_instead(cfg, client, version, pending, reason,
+                                    recheck=recheck, decision_id=decision_id)
     move, why = registry.promote(
         client, cfg, version, pending.judged_against, recheck, kind="approved",
         decision_id=decision_id, reason=reason, trigger="approval", guard=still_pending,
@@ -111,14 +113,21 @@ def rollout_mode(cfg: Config) -> str:
 
 
 def start_canary_instead(cfg: Config, client: MlflowClient, version: str,
-                         pending: registry.Pending, reason: str) -> dict[str, Any]:
-    """ISSUE 11 CALL SITE: with `rollout.mode: canary` an approval starts the version's
-    canary instead of making it champion.
+                         pending: registry.Pending, reason: str, *,
+                         recheck: Callable[[str | None], bool],
+                         decision_id: str) -> dict[str, Any]:
+    """ISSUE 11 CALL SITE: with `rollout.mode: canary` (and a champion to run beside) an
+    approval starts the version's canary instead of making it champion.
 
-    The rollout's start function does not exist on this branch. When it lands, call it
-    here (under the promotion lock, with `still_pending` as the guard), settle the
-    approval with `registry.settle(client, cfg, version, "approved", reason)`, record the
-    `approved` event with decision `canary_started`, and notify `approved`.
+    Safe rollout is not on this branch. When it lands (wt-rollout has
+    `rollout.start.start_canary`), this becomes: `started = start_canary(cfg, client,
+    version, judged_against=pending.judged_against, gate_reason=pending.summary or "",
+    recheck=recheck, decision_id=decision_id, reason=reason, trigger="approval")`; then
+    `registry.settle(client, cfg, version, "approved" if started.started else "stale",
+    reason)`, record the `approved` event with `decision=started.decision`
+    (`canary_started` or `kept_champion`) and `rollout=started.canary`, and
+    `notify.send(cfg, "approved", doc)`. The canary's start should also re-check that the
+    version is still pending under the lock, as `registry.promote(guard=…)` does here.
     """
     raise UserError("rollout.mode: canary cannot start a canary from an approval yet "
                     "(safe rollout is not in this build); nothing was changed")
