@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/cycle.py
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/drift.py
+	$(BIN)/python bench/decisions.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache build src/*.egg-info

@@ -114,6 +114,23 @@ class Store:
         self.runs[info.model_uri] = run.info.run_id
         return info.model_uri, run.info.run_id
 
+    def log_pyfunc(self, python_model: Any, X: pd.DataFrame, y: Any) -> tuple[str, str]:
+        """Log a custom ``PythonModel`` (MLflow's general path); returns (model_uri, run_id)."""
+        import mlflow
+        from mlflow.models import infer_signature
+
+        with tracking(self.uri), mlflow.start_run(experiment_id=self.experiment_id) as run:
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=python_model,
+                signature=infer_signature(X, y),
+                input_example=X[:3],
+                pip_requirements=["pandas"],
+            )
+        self.models[info.model_uri] = python_model
+        self.runs[info.model_uri] = run.info.run_id
+        return info.model_uri, run.info.run_id
+
     def register(self, name: str, model_uri: str, run_id: str, alias: str | None = None) -> str:
         """A new registered version of a logged model; returns the version as str."""
         from mlflow.exceptions import MlflowException

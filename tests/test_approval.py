@@ -15,20 +15,18 @@ from conftest import edit_config, registry_snapshot
 from notify_helpers import Receiver
 from registry_helpers import champion_state, history_here, load_cfg, run_cycle_here
 from retrainer import notify
-from watch_helpers import MODEL, copy_project, make_champion_project, register_plain
+from watch_helpers import MODEL, copy_project, register_plain
+
+# `watch_champion`: the article's version 1 as champion, made once per session.
+pytest_plugins = ["watch_fixtures"]
 
 SECRET = "whsec-approval-test-4f1c"
 
 
-@pytest.fixture(scope="module")
-def champion_project(tmp_path_factory: pytest.TempPathFactory, store_template: Path) -> Path:
-    """Version 1 (the article's week-ago model) is champion; approval not yet required."""
-    return make_champion_project(tmp_path_factory.mktemp("approval-champion"), store_template)
-
-
 @pytest.fixture
-def proj(champion_project: Path, tmp_path: Path) -> Path:
-    project = copy_project(champion_project, tmp_path / "proj")
+def proj(watch_champion: Path, tmp_path: Path) -> Path:
+    """A private copy of the champion project, with approval required."""
+    project = copy_project(watch_champion, tmp_path / "proj")
     edit_config(project, promote={"approval": "required"})
     return project
 
@@ -223,7 +221,8 @@ def test_the_first_champion_also_waits_and_exactly_one_champion_follows(
 def test_watch_does_not_judge_a_pending_version_again(proj: Path) -> None:
     from sklearn.linear_model import LinearRegression
 
-    from retrainer.triggers import TickResult, Watcher, watch_once
+    from retrainer.triggers.daemon import watch_once
+    from retrainer.triggers.watcher import TickResult, Watcher
 
     edit_config(proj, triggers={"new_version": {"poll_seconds": 60}})
     uri = _uri(proj)

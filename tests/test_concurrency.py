@@ -76,7 +76,6 @@ def test_eight_cycles_at_once_on_sqlite(project: Path, cli) -> None:
                                 for s in samples])
     outcome = _check(project, results, cli)
     print(f"sqlite: {N} cycles in {seconds:.1f} s: {outcome}")
-    assert seconds < 120
 
 
 @pytest.mark.slow
@@ -91,4 +90,3 @@ def test_eight_cycles_at_once_on_a_postgresql_backed_server(project: Path, cli,
                                 for s in samples])
     outcome = _check(project, results, cli)
     print(f"server: {N} cycles in {seconds:.1f} s: {outcome}")
-    assert seconds < 150

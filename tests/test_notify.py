@@ -21,7 +21,10 @@ from notify_helpers import Receiver
 from registry_helpers import WEEK_AGO, history_here, load_cfg, run_cycle_here
 from retrainer import notify
 from retrainer.notify import message
-from watch_helpers import FEATURES, copy_project, events, make_champion_project
+from watch_helpers import FEATURES, copy_project, events
+
+# `watch_champion`: the article's version 1 as champion, made once per session.
+pytest_plugins = ["watch_fixtures"]
 
 SECRET = "s3cr3t-VALUE-9d2e"
 PATH_TOKEN = "T0KEN-IN-PATH-77f0"
@@ -222,15 +225,10 @@ def test_notify_test_reports_each_receiver(project: Path, cli) -> None:
 
 # ----------------------------------------------------------------------------- the watcher
 
-@pytest.fixture(scope="module")
-def champion_project(tmp_path_factory: pytest.TempPathFactory, store_template: Path) -> Path:
-    return make_champion_project(tmp_path_factory.mktemp("notify-champion"), store_template)
+def test_watch_notifies_drift_and_failed_cycles(watch_champion: Path, tmp_path: Path) -> None:
+    from retrainer.triggers.daemon import watch_once
 
-
-def test_watch_notifies_drift_and_failed_cycles(champion_project: Path, tmp_path: Path) -> None:
-    from retrainer.triggers import watch_once
-
-    proj = copy_project(champion_project, tmp_path / "proj")
+    proj = copy_project(watch_champion, tmp_path / "proj")
     frame = pd.read_csv(proj / "data" / "diabetes.csv")
     for col in FEATURES:
         if col != "sex":

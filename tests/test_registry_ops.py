@@ -194,7 +194,6 @@ def test_bad_input_exits_2_with_one_line_and_leaves_the_registry_alone(
     for path, before in stores.items():
         assert snapshot(_uri(path), MODEL) == before, f"registry of {path.name} changed"
     assert (promoted / WEEK_AGO).exists()
-    assert seconds < 120
 
 
 def test_history_reads_records_written_before_summary_tags(project: Path) -> None:

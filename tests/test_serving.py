@@ -1,9 +1,10 @@
 """The REST server on a real MLflow store, over real HTTP on loopback.
 
 Covers the scoring protocol (every body format gives the model's own predictions), the
-side endpoints, input validation (400/413/415 with a message, never a 5xx), token auth,
-the inference log, shadow mode, a model that takes MLflow's general path, a tensor
-signature, a registry without the alias, and fuzzed request bodies.
+side endpoints, input validation (400/413/415 with a message, never a 5xx), client errors
+told apart from model errors (/metrics, the request log), token auth, the inference log,
+shadow mode, a model that takes MLflow's general path, a tensor signature, a registry
+without the alias, and fuzzed request bodies (valid ones must be scored right).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from retrainer.errors import UserError
-from retrainer.serving import create_app
+from retrainer.serving.server import create_app
 from serving_helpers import (
     Store,
     ThreadServer,
@@ -35,6 +36,33 @@ from serving_helpers import (
 pytestmark = pytest.mark.filterwarnings("ignore:X does not have valid feature names")
 MODEL = "diab"
 COLUMNS = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+MODEL_ERRORS = "retrainer_serving_model_errors_total"
+REQUEST_LOG_COLUMNS = [
+    "ts",
+    "request_id",
+    "model_version",
+    "role",
+    "outcome",
+    "status",
+    "latency_ms",
+    "rows",
+]
+
+
+def invocations(outcome: str, version: str = "1") -> str:
+    return (
+        f'retrainer_serving_invocations_total{{version="{version}",role="champion",'
+        f'outcome="{outcome}"}}'
+    )
+
+
+def series(http: httpx.Client, name: str) -> float:
+    """One sample of /metrics; a labelled series not created yet counts 0."""
+    for line in http.get("/metrics").text.splitlines():
+        key, _, value = line.rpartition(" ")
+        if key == name:
+            return float(value)
+    return 0.0
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +180,10 @@ def test_side_endpoints(http: httpx.Client, store: Store) -> None:
         "retrainer_serving_rows_scored_total",
         'retrainer_serving_model_version{model="diab",version="1"',
         "retrainer_serving_model_swaps_total 0",
+        "retrainer_serving_model_errors_total",
+        invocations("ok"),
+        'retrainer_serving_invocation_duration_seconds_bucket{version="1",role="champion",'
+        'outcome="ok",le="+Inf"}',
     ):
         assert series in text, series
     missing = http.get("/nope")
@@ -213,13 +245,6 @@ BAD_INPUTS = [
         "no rows",
     ),
     (
-        "null value",
-        json.dumps({"dataframe_split": {"columns": COLUMNS, "data": [[None] + ONE[1:]]}}).encode(),
-        "application/json",
-        400,
-        "NaN",
-    ),
-    (
         "records missing a column everywhere",
         json.dumps({"dataframe_records": [{c: 0.1 for c in COLUMNS[:-1]}]}).encode(),
         "application/json",
@@ -265,12 +290,32 @@ def test_bad_input_is_a_4xx_naming_the_problem(
     http: httpx.Client, body: bytes, ctype: str, status: int, message: str
 ) -> None:
     headers = {"Content-Type": ctype} if ctype else {}
+    model_errors = series(http, MODEL_ERRORS)
+    client_errors = series(http, invocations("client_error"))
     r = http.post("/invocations", content=body, headers=headers)
     assert r.status_code == status, r.text
     assert r.headers["x-model-version"] == "1"
     doc = r.json()
     assert message.lower() in doc["message"].lower(), doc
     assert doc["error_code"]
+    # The client's mistake, not the model's.
+    assert series(http, invocations("client_error")) == client_errors + 1
+    assert series(http, MODEL_ERRORS) == model_errors
+
+
+def test_a_null_the_signature_allows_is_the_models_error(http: httpx.Client) -> None:
+    """The signature takes a null in a double column; Ridge cannot: a 400, as MLflow answers,
+    counted as a model error (the fast path calls the estimator itself)."""
+    model_errors, ok = series(http, MODEL_ERRORS), series(http, invocations("ok"))
+    body = {"dataframe_split": {"columns": COLUMNS, "data": [[None] + ONE[1:]]}}
+    r = http.post("/invocations", json=body)
+    assert r.status_code == 400 and r.headers["x-model-version"] == "1"
+    assert r.json()["error_code"] == "BAD_REQUEST"
+    assert "could not score this input: ValueError" in r.json()["message"]
+    assert "NaN" in r.json()["message"]
+    assert series(http, MODEL_ERRORS) == model_errors + 1
+    assert series(http, invocations("model_error")) >= 1
+    assert series(http, invocations("ok")) == ok
 
 
 def test_too_large_is_413(store: Store) -> None:
@@ -390,6 +435,73 @@ def test_shadow_scores_the_challenger_and_answers_with_the_champion(
     )
 
 
+# --------------------------------------------------------------------------- whose fault
+
+
+def _refuser() -> Any:
+    """A pyfunc model that sums each row but raises on any age over 0.05: a model bug that
+    valid input reaches (defined here so MLflow pickles it by value)."""
+    import mlflow
+
+    class Refuser(mlflow.pyfunc.PythonModel):
+        def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
+            if (model_input["age"] > 0.05).any():
+                raise ValueError("age over 0.05: this model cannot score it")
+            return model_input.sum(axis=1).to_numpy()
+
+    return Refuser()
+
+
+def test_client_and_model_errors_are_counted_and_logged_apart(store: Store, tmp_path: Path) -> None:
+    """The same 400 as mlflow models serve, but /metrics and the request log say whose fault."""
+    X, _ = diabetes()
+    fine, refused = X[X["age"] <= 0.05].iloc[:6], X[X["age"] > 0.05].iloc[:2]
+    uri, run = store.log_pyfunc(_refuser(), fine, fine.sum(axis=1).to_numpy())
+    store.register("refuser", uri, run, alias="champion")
+    log_dir = tmp_path / "log"
+    app = create_app(store.uri, "refuser", inference_log=str(log_dir), log_flush_seconds=0.2)
+    with ThreadServer(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as http:
+        assert http.get("/model").json()["scoring_path"] == "pyfunc"  # MLflow's general path
+        ok = http.post("/invocations", json=split_payload(fine.iloc[:3]))
+        np.testing.assert_allclose(predictions(ok), fine.iloc[:3].sum(axis=1), rtol=1e-12)
+        # Rejected by the signature (MLflow's schema enforcement inside pyfunc.predict).
+        missing = http.post("/invocations", json=split_payload(fine.drop(columns="bmi")))
+        assert missing.status_code == 400 and "bmi" in missing.json()["message"]
+        # Valid input, and the model raises on it.
+        failed = http.post("/invocations", json=split_payload(refused))
+        assert failed.status_code == 400 and failed.headers["x-model-version"] == "1"
+        assert failed.json()["error_code"] == "BAD_REQUEST"
+        assert "ValueError: age over 0.05" in failed.json()["message"]
+        malformed = http.post(
+            "/invocations", content=b"{", headers={"Content-Type": "application/json"}
+        )
+        assert malformed.status_code == 400
+        text = http.get("/metrics").text
+        assert f"{MODEL_ERRORS} 1\n" in text
+        for outcome, n in (("ok", 1), ("client_error", 2), ("model_error", 1)):
+            assert f"{invocations(outcome)} {n}\n" in text, outcome
+        assert (
+            'retrainer_serving_invocation_duration_seconds_count{version="1",role="champion",'
+            'outcome="model_error"} 1\n'
+        ) in text
+        assert 'retrainer_serving_requests_total{path="/invocations",code="400"} 3\n' in text
+    # Stopping the server flushed both logs.
+    requests = pd.read_parquet(log_dir / "_requests")
+    assert list(requests.columns) == REQUEST_LOG_COLUMNS
+    requests = requests.sort_values("ts", kind="stable").reset_index(drop=True)
+    assert requests["outcome"].tolist() == ["ok", "client_error", "model_error", "client_error"]
+    assert requests["status"].tolist() == [200, 400, 400, 400]
+    assert requests["rows"].tolist() == [3, 0, 0, 0]
+    assert (requests["model_version"] == "1").all() and (requests["role"] == "champion").all()
+    assert (requests["latency_ms"] > 0).all() and requests["request_id"].is_unique
+    assert str(requests["ts"].dtype) == "datetime64[us, UTC]"
+    assert str(requests["status"].dtype) == "int64" and str(requests["rows"].dtype) == "int64"
+    # The row-level log (what drift reads) holds the scored rows only, and joins on request_id.
+    logged = pd.read_parquet(log_dir)
+    assert len(logged) == 3 and set(logged["request_id"]) == {requests["request_id"][0]}
+    np.testing.assert_allclose(logged["prediction"], fine.iloc[:3].sum(axis=1), rtol=1e-12)
+
+
 # --------------------------------------------------------------------------- other models
 
 
@@ -445,10 +557,11 @@ def test_tensor_signature_model_scores_positionally(store: Store) -> None:
         assert bad.status_code == 400 and "10 values" in bad.json()["message"]
 
 
-def test_no_champion_yet_then_alias_set(store: Store) -> None:
+def test_no_champion_yet_then_alias_set(store: Store, tmp_path: Path) -> None:
     uri, run = next(iter(store.runs.items()))
     store.client.create_registered_model("later")
-    app = create_app(store.uri, "later", poll_seconds=0.1)
+    log_dir = tmp_path / "log"
+    app = create_app(store.uri, "later", poll_seconds=0.1, inference_log=str(log_dir))
     with ThreadServer(app) as srv, httpx.Client(base_url=srv.url) as http:
         assert http.get("/ping").status_code == 503
         health = http.get("/health")
@@ -466,6 +579,13 @@ def test_no_champion_yet_then_alias_set(store: Store) -> None:
         )
         assert "no longer set" in health["problems"][0] and health["version"] == "1"
         assert http.post("/invocations", json=split_payload(rows(2))).status_code == 200
+        assert series(http, invocations("server_error", "none")) == 1
+    # Nothing loaded is neither the client's fault nor a model's.
+    requests = pd.read_parquet(log_dir / "_requests").sort_values("ts", kind="stable")
+    assert requests["outcome"].tolist() == ["server_error", "ok", "ok"]
+    assert requests["status"].tolist() == [503, 200, 200]
+    assert requests["model_version"].isna().tolist() == [True, False, False]  # null: none loaded
+    assert requests["model_version"].tolist()[1:] == ["1", "1"]
 
 
 def test_legacy_production_stage_is_served(store: Store) -> None:
@@ -562,5 +682,28 @@ def test_fuzzed_bodies_never_get_a_5xx(http: httpx.Client, case: tuple[bytes, st
     r = http.post("/invocations", content=body, headers={"Content-Type": ctype})
     assert r.status_code < 500, (r.status_code, r.text, body[:300])
     if r.status_code >= 400:
-        assert r.json()["message"]
+        assert r.json()["message"] and r.json()["error_code"]
+    else:
+        assert isinstance(r.json()["predictions"], list)
     assert r.headers["x-model-version"] == "1"
+
+
+_cells = st.floats(-0.3, 0.3, allow_nan=False) | st.integers(-3, 3)
+_valid_tables = st.integers(1, 6).flatmap(
+    lambda n: st.lists(st.lists(_cells, min_size=10, max_size=10), min_size=n, max_size=n)
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(table=_valid_tables, fmt=st.sampled_from(list(_bodies(rows(1)))))
+def test_fuzzed_valid_bodies_get_the_models_predictions(
+    http: httpx.Client, store: Store, table: list[list[float]], fmt: str
+) -> None:
+    """Any valid body in any format: a 200 with the model's own predictions, row by row."""
+    X = pd.DataFrame(table, columns=COLUMNS)
+    body, ctype = _bodies(X)[fmt]
+    r = http.post("/invocations", content=body, headers={"Content-Type": ctype})
+    assert r.status_code == 200, (fmt, r.text, body[:300])
+    np.testing.assert_allclose(
+        predictions(r), expected(store, X.astype(float)), rtol=1e-9, atol=1e-9
+    )

@@ -19,10 +19,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from retrainer import triggers
 from retrainer.drift.profile import build_profile
 from retrainer.drift.statistics import compare
 from retrainer.errors import UserError
+from retrainer.triggers import webhooks
+from retrainer.triggers.clock import parse_iso, parse_now
+from retrainer.triggers.daemon import watch_lock
+from retrainer.triggers.drift import drift_reason
+from retrainer.triggers.fire import Fire
+from retrainer.triggers.performance import relative_degradation
+from retrainer.triggers.schedule import check_schedule
+from retrainer.triggers.state import MAX_TAG, serialise
 
 UTC = timezone.utc
 MONDAY_3AM = "0 3 * * 1"
@@ -32,12 +39,12 @@ def _at(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
 
 
-def _run(cron: str, tz: str, moments: list[str]) -> list[triggers.Fire | None]:
+def _run(cron: str, tz: str, moments: list[str]) -> list[Fire | None]:
     """Evaluate the schedule at each moment in turn, carrying the state like watch does."""
     state: dict[str, Any] = {}
     fires = []
     for moment in moments:
-        fire, state = triggers.check_schedule(cron, tz, state, _at(moment))
+        fire, state = check_schedule(cron, tz, state, _at(moment))
         fires.append(fire)
     return fires
 
@@ -45,7 +52,7 @@ def _run(cron: str, tz: str, moments: list[str]) -> list[triggers.Fire | None]:
 # ----------------------------------------------------------------------------- schedule
 
 def test_first_watch_starts_the_clock_and_fires_nothing() -> None:
-    fire, state = triggers.check_schedule(MONDAY_3AM, "UTC", {}, _at("2024-01-01T03:00:00+00:00"))
+    fire, state = check_schedule(MONDAY_3AM, "UTC", {}, _at("2024-01-01T03:00:00+00:00"))
     assert fire is None
     assert state == {"since": "2024-01-01T03:00:00+00:00"}
 
@@ -116,9 +123,9 @@ def test_property_never_two_fires_for_one_slot_and_never_a_future_slot(
     state: dict[str, Any] = {}
     slots_fired = []
     for now in moments:
-        fire, state = triggers.check_schedule(cron, tz, state, now)
+        fire, state = check_schedule(cron, tz, state, now)
         if fire is not None:
-            slot = triggers._parse_iso(state["last_slot"])
+            slot = parse_iso(state["last_slot"])
             assert slot <= now
             slots_fired.append(slot)
     assert len(slots_fired) == len(set(slots_fired))
@@ -127,12 +134,12 @@ def test_property_never_two_fires_for_one_slot_and_never_a_future_slot(
 
 
 def test_parse_now_forms() -> None:
-    assert triggers.parse_now(None) is None
-    assert triggers.parse_now("2024-01-01T03:00:00Z") == _at("2024-01-01T03:00:00+00:00")
-    assert triggers.parse_now("2024-01-01T04:00:00+01:00") == _at("2024-01-01T03:00:00+00:00")
-    assert triggers.parse_now("2024-01-01 03:00") == _at("2024-01-01T03:00:00+00:00")
+    assert parse_now(None) is None
+    assert parse_now("2024-01-01T03:00:00Z") == _at("2024-01-01T03:00:00+00:00")
+    assert parse_now("2024-01-01T04:00:00+01:00") == _at("2024-01-01T03:00:00+00:00")
+    assert parse_now("2024-01-01 03:00") == _at("2024-01-01T03:00:00+00:00")
     with pytest.raises(UserError, match="ISO-8601"):
-        triggers.parse_now("next monday")
+        parse_now("next monday")
 
 
 # ----------------------------------------------------------------------------- reasons
@@ -145,7 +152,7 @@ def test_drift_reason_names_columns_statistics_and_thresholds() -> None:
     cur["bmi"] = rng.normal(size=2000) + 1.0
     report = compare(build_profile(ref), cur, share=0.3)
     assert report.dataset_drift
-    reason = triggers.drift_reason(report)
+    reason = drift_reason(report)
     bmi = next(c for c in report.columns if c.column == "bmi")
     assert reason.startswith("data drift in 1 of 3 columns: ")
     assert f"PSI {bmi.value:.3g} on bmi > {bmi.threshold:.3g}" in reason
@@ -155,7 +162,7 @@ def test_drift_reason_names_columns_statistics_and_thresholds() -> None:
 def test_drift_reason_for_a_missing_column_says_so() -> None:
     ref = pd.DataFrame({"bmi": np.arange(100.0), "bp": np.arange(100.0)})
     report = compare(build_profile(ref), ref[["bp"]], share=0.5)
-    assert "bmi: column missing from the current data" in triggers.drift_reason(report)
+    assert "bmi: column missing from the current data" in drift_reason(report)
 
 
 @pytest.mark.parametrize(("metric", "value", "baseline", "expected"), [
@@ -164,7 +171,7 @@ def test_drift_reason_for_a_missing_column_says_so() -> None:
 ])
 def test_relative_degradation_respects_the_metric_direction(
         metric: str, value: float, baseline: float, expected: float) -> None:
-    assert triggers.relative_degradation(metric, value, baseline) == pytest.approx(expected)
+    assert relative_degradation(metric, value, baseline) == pytest.approx(expected)
 
 
 # ----------------------------------------------------------------------------- webhooks
@@ -177,9 +184,9 @@ def _delivery(payload: dict[str, Any], secret: str = SECRET, sent_at: float | No
     body = json.dumps(payload)
     stamp = str(int(time.time() if sent_at is None else sent_at))
     did = delivery_id or str(uuid.uuid4())
-    headers = {"Content-Type": "application/json", triggers.DELIVERY_ID_HEADER: did,
-               triggers.TIMESTAMP_HEADER: stamp,
-               triggers.SIGNATURE_HEADER: triggers.sign(secret, did, stamp, body)}
+    headers = {"Content-Type": "application/json", webhooks.DELIVERY_ID_HEADER: did,
+               webhooks.TIMESTAMP_HEADER: stamp,
+               webhooks.SIGNATURE_HEADER: webhooks.sign(secret, did, stamp, body)}
     return headers, body.encode()
 
 
@@ -194,17 +201,17 @@ def test_signature_is_exactly_mlflows() -> None:
     from mlflow.webhooks import constants
     from mlflow.webhooks.delivery import _generate_hmac_signature
 
-    assert (triggers.SIGNATURE_HEADER, triggers.TIMESTAMP_HEADER,
-            triggers.DELIVERY_ID_HEADER) == (constants.WEBHOOK_SIGNATURE_HEADER,
+    assert (webhooks.SIGNATURE_HEADER, webhooks.TIMESTAMP_HEADER,
+            webhooks.DELIVERY_ID_HEADER) == (constants.WEBHOOK_SIGNATURE_HEADER,
                                              constants.WEBHOOK_TIMESTAMP_HEADER,
                                              constants.WEBHOOK_DELIVERY_ID_HEADER)
     body = json.dumps(_created())
-    assert triggers.sign(SECRET, "d-1", "1700000000", body) == \
+    assert webhooks.sign(SECRET, "d-1", "1700000000", body) == \
         _generate_hmac_signature(SECRET, "d-1", "1700000000", body)
 
 
-def _receiver(announced: list[dict[str, Any]]) -> triggers.WebhookReceiver:
-    return triggers.WebhookReceiver("diabetes-ridge", SECRET, on_version=announced.append)
+def _receiver(announced: list[dict[str, Any]]) -> webhooks.WebhookReceiver:
+    return webhooks.WebhookReceiver("diabetes-ridge", SECRET, on_version=announced.append)
 
 
 def test_valid_delivery_announces_the_version_once() -> None:
@@ -226,9 +233,9 @@ def test_rejected_deliveries_are_401_and_announce_nothing(case: str) -> None:
     rx = _receiver(announced)
     headers, body = _delivery(_created())
     if case == "unsigned":
-        headers.pop(triggers.SIGNATURE_HEADER)
+        headers.pop(webhooks.SIGNATURE_HEADER)
     elif case == "bad_signature":
-        headers[triggers.SIGNATURE_HEADER] = "v1,AAAA"
+        headers[webhooks.SIGNATURE_HEADER] = "v1,AAAA"
     elif case == "wrong_secret":
         headers, body = _delivery(_created(), secret="not-the-secret")
     elif case == "stale":
@@ -238,7 +245,7 @@ def test_rejected_deliveries_are_401_and_announce_nothing(case: str) -> None:
     elif case == "tampered_body":
         body = body.replace(b'"3"', b'"4"')
     elif case == "missing_timestamp":
-        headers.pop(triggers.TIMESTAMP_HEADER)
+        headers.pop(webhooks.TIMESTAMP_HEADER)
     verdict = rx.handle(headers, body)
     assert verdict.status == 401, verdict
     assert announced == []
@@ -256,9 +263,9 @@ def test_other_events_and_models_are_verified_but_ignored() -> None:
 
 def test_seen_delivery_ids_survive_a_restart() -> None:
     headers, body = _delivery(_created())
-    did, stamp = headers[triggers.DELIVERY_ID_HEADER], int(headers[triggers.TIMESTAMP_HEADER])
+    did, stamp = headers[webhooks.DELIVERY_ID_HEADER], int(headers[webhooks.TIMESTAMP_HEADER])
     announced: list[dict[str, Any]] = []
-    restarted = triggers.WebhookReceiver("diabetes-ridge", SECRET, on_version=announced.append,
+    restarted = webhooks.WebhookReceiver("diabetes-ridge", SECRET, on_version=announced.append,
                                          seen=[[did, stamp]])
     assert restarted.handle(headers, body).status == 401
     assert announced == []
@@ -270,14 +277,14 @@ def test_state_tags_stay_under_mlflows_tag_limit_without_forgetting_pending_cycl
     fired = [{"key": f"new_version@2024-01-01T00:{i // 60:02d}:{i % 60:02d}+00:00",
               "at": "2024-01-01T00:00:00+00:00",
               "events": [f"new_version:{i}{j}" for j in range(5)]} for i in range(200)]
-    kept = json.loads(triggers._serialise("fired", fired))
-    assert len(json.dumps(kept, sort_keys=True)) <= triggers.MAX_TAG
+    kept = json.loads(serialise("fired", fired))
+    assert len(json.dumps(kept, sort_keys=True)) <= MAX_TAG
     assert kept[-1] == fired[-1]  # the newest are kept
     pending = [{"id": str(i), "kind": "cycle", "trigger": "drift", "reason": "r" * 5000,
                 "error": "e" * 5000, "attempt": 1, "next_at": "2024-01-01T00:00:00+00:00",
                 "fired_at": "2024-01-01T00:00:00+00:00", "version": None} for i in range(20)]
-    text = triggers._serialise("pending", pending)
-    assert len(text) <= triggers.MAX_TAG
+    text = serialise("pending", pending)
+    assert len(text) <= MAX_TAG
     assert [p["id"] for p in json.loads(text)] == [str(i) for i in range(20)]
 
 
@@ -294,10 +301,10 @@ def _cfg(tmp_path: Path, **promote: Any) -> Any:
 def test_file_watch_lock_admits_one_watcher_and_names_the_holder(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path)
     held = rf"already running for model 'm' .*pid {os.getpid()}"
-    with triggers.watch_lock(cfg), pytest.raises(UserError, match=held), \
-            triggers.watch_lock(cfg):
+    with watch_lock(cfg), pytest.raises(UserError, match=held), \
+            watch_lock(cfg):
         pass
-    with triggers.watch_lock(cfg):  # released
+    with watch_lock(cfg):  # released
         pass
 
 
@@ -312,8 +319,64 @@ def test_advisory_watch_lock_on_postgresql(tmp_path: Path) -> None:
     except Exception:  # noqa: BLE001
         pytest.skip("no PostgreSQL on 127.0.0.1:5432")
     cfg = _cfg(tmp_path, lock=url)
-    with triggers.watch_lock(cfg), pytest.raises(UserError, match="advisory lock"), \
-            triggers.watch_lock(cfg):
+    with watch_lock(cfg), pytest.raises(UserError, match="advisory lock"), \
+            watch_lock(cfg):
         pass
-    with triggers.watch_lock(cfg):
+    with watch_lock(cfg):
         pass
+
+
+# ----------------------------------------------------------------------------- layout
+
+def _package_imports() -> dict[str, set[str]]:
+    """Each module of retrainer.triggers -> the modules of the package it imports."""
+    import ast
+
+    import retrainer.triggers
+
+    root = Path(retrainer.triggers.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in root.glob("*.py"):
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "retrainer.triggers":
+                deps.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    "retrainer.triggers."):
+                deps.add(node.module.split(".")[2])
+            elif isinstance(node, ast.Import):
+                deps.update(a.name.split(".")[2] for a in node.names
+                            if a.name.startswith("retrainer.triggers."))
+        graph[path.stem] = deps
+    return graph
+
+
+def test_the_triggers_package_is_layered_without_cycles() -> None:
+    graph = _package_imports()
+    assert {"schedule", "new_version", "drift", "performance", "state", "watcher", "daemon",
+            "webhooks"} <= set(graph)
+    assert graph["__init__"] == set()
+    # A check knows only the shared small things, never the watcher that runs it.
+    for check in ("schedule", "new_version", "drift", "performance"):
+        assert graph[check] <= {"clock", "fire"}, (check, graph[check])
+    assert "daemon" not in graph["watcher"]
+    # No cycle: peel off modules whose imports are all peeled already.
+    left = dict(graph)
+    while left:
+        ready = [m for m, deps in left.items() if not deps & set(left)]
+        assert ready, f"import cycle among {sorted(left)}"
+        for module in ready:
+            del left[module]
+
+
+def test_importing_the_watch_entry_points_loads_no_heavy_library() -> None:
+    """`retrainer watch --help` stays fast: mlflow, pandas and sklearn load when used."""
+    import subprocess
+    import sys
+
+    code = ("import sys, retrainer.triggers.daemon; "
+            "print(sorted(m for m in ('mlflow', 'pandas', 'numpy', 'sklearn') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == "[]"

@@ -7,23 +7,26 @@ CLI) or new Watcher objects with fresh clients: state lives only in the tracking
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
-import pytest
 
 from conftest import edit_config, registry_snapshot, run_cli
 from retrainer.config import load
-from retrainer.triggers import watch_once
+from retrainer.history import model_history
+from retrainer.triggers.daemon import watch_once
+from retrainer.triggers.watcher import TickResult
 from watch_helpers import (
     FEATURES,
-    copy_project,
     events,
-    make_champion_project,
     register_plain,
     watch_state,
 )
+
+# The watch fixtures: `proj`, a private copy of the session's champion project.
+pytest_plugins = ["watch_fixtures"]
 
 NOTHING = {"fired": [], "cycles": []}
 MON_0000 = "2024-01-01T00:00:00+00:00"
@@ -34,14 +37,16 @@ def _t(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-@pytest.fixture(scope="module")
-def champion_project(tmp_path_factory: pytest.TempPathFactory, store_template: Path) -> Path:
-    return make_champion_project(tmp_path_factory.mktemp("watch-champion"), store_template)
 
 
-@pytest.fixture
-def proj(champion_project: Path, tmp_path: Path) -> Path:
-    return copy_project(champion_project, tmp_path / "proj")
+def _tick(proj: Path, moment: datetime) -> TickResult:
+    """`watch --once` in-process: the config loaded and the store connected anew."""
+    return watch_once(load(proj / "retrainer.yaml"), now=moment)
+
+
+def _history(proj: Path, source: str | None = None) -> list[dict[str, Any]]:
+    entries = model_history(load(proj / "retrainer.yaml"))["entries"]
+    return [e for e in entries if source is None or e["source"] == source]
 
 
 def _shifted(proj: Path, sd: float = 0.85) -> pd.DataFrame:
@@ -83,11 +88,8 @@ def test_drifted_data_fires_exactly_one_cycle_and_a_rerun_fires_nothing(proj: Pa
 
     # A restart at the same moment fires nothing, and neither does a later moment with
     # the same rows (a retrain already answered them).
-    again = run_cli("watch", "--once", "--json", "--now", MON_0300, cwd=proj)
-    assert again.code == 0, again.stderr
-    assert again.json() == NOTHING
-    later = watch_once(load(proj / "retrainer.yaml"), now=_t("2024-01-02T00:00:00+00:00"))
-    assert later.to_json() == NOTHING
+    assert _tick(proj, _t(MON_0300)).to_json() == NOTHING
+    assert _tick(proj, _t("2024-01-02T00:00:00+00:00")).to_json() == NOTHING
     assert registry_snapshot(proj) == after
 
 
@@ -227,3 +229,85 @@ def test_a_trigger_that_cannot_be_evaluated_exits_2_and_writes_nothing(proj: Pat
     assert "not-there.parquet" in result.stderr and "Traceback" not in result.stderr
     assert registry_snapshot(proj) == before
     assert watch_state(proj) == {}
+
+
+def test_retries_back_off_doubling_up_to_the_cap_then_give_up_and_say_so(proj: Path) -> None:
+    (proj / "broken.py").write_text(BROKEN)
+    edit_config(proj, triggers={"schedule": {"cron": "0 3 * * 1", "timezone": "UTC"},
+                                "backoff_seconds": 60, "max_backoff_seconds": 150,
+                                "max_attempts": 4},
+                train={"entrypoint": "broken.py:train"})
+    assert _tick(proj, _t(MON_0000)).to_json() == NOTHING
+    before = registry_snapshot(proj)
+
+    # Attempt 1 fires at 03:00; the waits after attempts 1, 2, 3 are 60 s, 120 s and
+    # 150 s (240 s capped by max_backoff_seconds).
+    at = _t(MON_0300)
+    for attempt, wait in ((1, 60), (2, 120), (3, 150)):
+        result = _tick(proj, at)
+        [fire] = result.fired
+        expected = "cron '0 3 * * 1'" if attempt == 1 else f"retry {attempt} of 4: cron "
+        assert fire.reason.startswith(expected), fire.reason
+        assert result.cycles == []
+        [failure] = result.failures
+        due = at + timedelta(seconds=wait)
+        assert (failure["attempt"], failure["max_attempts"], failure["retry_at"]) == \
+            (attempt, 4, due.isoformat())
+        [pending] = watch_state(proj)["pending"]
+        assert (pending["attempt"], pending["next_at"]) == (attempt, due.isoformat())
+        # A second before the retry is due nothing runs.
+        early = _tick(proj, due - timedelta(seconds=1))
+        assert (early.to_json(), early.failures) == (NOTHING, [])
+        at = due
+    assert at == _t("2024-01-01T03:05:30+00:00")
+
+    # The last attempt fails too: given up, said on stderr, exit 1, nothing pending.
+    last = run_cli("watch", "--once", "--json", "--now", at.isoformat(), cwd=proj)
+    assert last.code == 1, last.stderr
+    assert last.json()["fired"][0]["reason"].startswith("retry 4 of 4: cron ")
+    assert "(attempt 4 of 4)" in last.stderr and "giving up" in last.stderr
+    assert watch_state(proj)["pending"] == []
+    assert _tick(proj, at + timedelta(days=1)).to_json() == NOTHING  # never retried again
+
+    # Recorded: three failures with their retry times, then the given-up cycle.
+    failed = sorted(events(proj, "cycle_failed"), key=lambda e: e["attempt"])
+    assert [(e["attempt"], e["retry_at"]) for e in failed] == [
+        (1, "2024-01-01T03:01:00+00:00"), (2, "2024-01-01T03:03:00+00:00"),
+        (3, "2024-01-01T03:05:30+00:00")]
+    [given_up] = events(proj, "cycle_given_up")
+    assert (given_up["attempt"], given_up["retry_at"], given_up["trigger"]) == \
+        (4, None, "schedule")
+    assert "feature store unavailable" in given_up["error"]
+    assert [e["what"] for e in _history(proj, "event") if e["what"].startswith("cycle_")] \
+        == ["cycle_given_up", "cycle_failed", "cycle_failed", "cycle_failed"]
+    assert registry_snapshot(proj) == before
+
+
+# ----------------------------------------------------------------------------- together
+
+def test_schedule_and_drift_firing_at_one_tick_run_exactly_one_cycle(proj: Path) -> None:
+    edit_config(proj, triggers={"schedule": {"cron": "0 3 * * 1", "timezone": "UTC"},
+                                "drift": {"data": "data/current.csv"}})
+    current = proj / "data" / "current.csv"
+    pd.read_csv(proj / "data" / "diabetes.csv").to_csv(current, index=False)
+    assert _tick(proj, _t(MON_0000)).to_json() == NOTHING  # clock started, no drift
+    _shifted(proj).to_csv(current, index=False)
+    before, cycles_before = registry_snapshot(proj), _history(proj, "cycle")
+
+    doc = _tick(proj, _t(MON_0300)).to_json()
+    # Both are listed as fired; one cycle runs, named after drift, with both reasons.
+    assert [f["trigger"] for f in doc["fired"]] == ["drift", "schedule"]
+    drift_reason, schedule_reason = (f["reason"] for f in doc["fired"])
+    assert drift_reason.startswith("data drift in ")
+    assert schedule_reason == "cron '0 3 * * 1' (UTC) slot 2024-01-01T03:00:00+00:00"
+    [record] = doc["cycles"]
+    both = f"drift: {drift_reason}; schedule: {schedule_reason}"
+    assert (record["trigger"], record["trigger_reason"]) == ("drift", both)
+    assert len(registry_snapshot(proj)["versions"]) == len(before["versions"]) + 1
+    cycles = _history(proj, "cycle")
+    assert len(cycles) == len(cycles_before) + 1
+    assert (cycles[0]["trigger"], cycles[0]["trigger_reason"]) == ("drift", both)
+    fired_keys = {e["key"] for e in watch_state(proj)["fired"]}
+    assert {f"drift@{MON_0300}", f"schedule@{MON_0300}"} <= fired_keys
+    assert watch_state(proj)["pending"] == []
+    assert _tick(proj, _t(MON_0300)).to_json() == NOTHING

@@ -64,7 +64,7 @@ def predict_file(
     from mlflow import MlflowClient
 
     from retrainer.registry import probe
-    from retrainer.serving import load_version, resolve_version
+    from retrainer.serving.model import load_version, resolve_version
 
     probe(tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
@@ -200,7 +200,7 @@ def _csv_message(exc: BaseException, data: Path) -> str:
 
 def _predict_chunk(model: Any, batch: Any, first_row: int) -> Any:
     """Predictions for one record batch; a client-side problem is a UserError."""
-    from retrainer.serving import BadInput
+    from retrainer.serving.protocol import BadInput
 
     where = f"rows {first_row}-{first_row + batch.num_rows - 1}"
     frame = batch.to_pandas()

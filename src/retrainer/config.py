@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from retrainer.errors import UserError
 from retrainer.events import NOTIFY_EVENTS
+from retrainer.where import WhereError, parse_where
 
 DEFAULT_CONFIG = "retrainer.yaml"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -74,16 +75,68 @@ class MetricThreshold(_Strict):
     greater_is_better: bool | None = None
 
 
+class SliceSpec(_Strict):
+    """One slice definition: every value of `column`, numeric `bins` of it, or a filter."""
+
+    column: str | None = None
+    bins: list[float] | None = None
+    name: str | None = None
+    where: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SliceSpec:
+        if bool(self.column) == bool(self.where):
+            raise ValueError("a slice needs exactly one of column (every value, or bins) or "
+                             "where (a filter expression)")
+        if self.bins is not None:
+            if not self.column:
+                raise ValueError("bins go with column")
+            if len(self.bins) < 2 or any(hi <= lo for lo, hi in zip(self.bins, self.bins[1:])):
+                raise ValueError(f"bins {self.bins} must be at least two increasing edges")
+        if self.where is not None:
+            try:
+                parse_where(self.where)
+            except WhereError as err:
+                raise ValueError(f"where {self.where!r}: {err}") from None
+        return self
+
+    @property
+    def label(self) -> str:
+        """How the slice (or, for a column, its values' prefix) is named in records."""
+        return self.name or self.column or self.where or ""
+
+
 class GateConfig(_Strict):
     mode: Literal["enforce", "dry_run", "disabled"] = "enforce"
     thresholds: dict[str, MetricThreshold] = {}
     all_metrics_improve: bool = True
     min_clean_rows: int = Field(30, ge=1)
     confidence: float | None = Field(None, gt=0.0, lt=1.0)
+    # superiority: the challenger must beat the champion (the article's rule);
+    # non_inferiority: promote unless confidently worse by more than `margin` (relative).
+    policy: Literal["superiority", "non_inferiority"] = "superiority"
+    margin: float = Field(0.01, ge=0.0, lt=1.0)
+    slices: list[SliceSpec] = []
+    slice_min_rows: int = Field(30, ge=2)
+    max_slice_degradation: float = Field(0.05, ge=0.0)
+    unknown_training_rows: Literal["warn", "refuse"] = "warn"
     schema_policy: Literal["enforce", "allow"] = Field("enforce", alias="schema")
     bootstrap: int = Field(1000, ge=100)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _slice_names_unique(self) -> GateConfig:
+        labels = [s.label for s in self.slices]
+        twice = sorted({x for x in labels if labels.count(x) > 1})
+        if twice:
+            raise ValueError(f"two slice definitions are named {twice[0]!r}: give one a name")
+        return self
+
+    @property
+    def level(self) -> float:
+        """The confidence of the intervals: non-inferiority and slices need one, 0.95 if unset."""
+        return self.confidence if self.confidence is not None else 0.95
 
 
 class PromoteConfig(_Strict):
@@ -304,8 +357,10 @@ def _model_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
         if free_key:
             free_key = False
             continue
-        if isinstance(part, int) or model is None:
+        if model is None:
             return None
+        if isinstance(part, int):
+            continue  # an index into a list of models (gate.slices.0)
         field = model.model_fields.get(part)
         if field is None:
             return None

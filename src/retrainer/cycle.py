@@ -45,6 +45,7 @@ def run_cycle(cfg: Config, data: str | None = None, trigger: str = "manual",
     registry.repair(client, cfg)
 
     rows = data_mod.load(cfg, override=data)
+    evaluation.check_slices(cfg, rows)  # issue 15: slice columns exist, before any write
     train_rows, holdout = data_mod.split(rows, cfg.split)
     champion = load_champion(cfg, client)
     if champion is not None:
@@ -85,6 +86,7 @@ def judge_version(cfg: Config, version: str, data: str | None = None,
                         f"`retrainer approve {version} --reason …` or `retrainer reject "
                         f"{version} --reason …` (or `promote {version} --force --reason …`)")
     rows = data_mod.load(cfg, override=data)
+    evaluation.check_slices(cfg, rows)  # issue 15: slice columns exist, before any write
     _, holdout = data_mod.split(rows, cfg.split)
     champion = load_champion(cfg, client)
     if champion is not None and champion.version == version:
@@ -115,6 +117,9 @@ class Candidate:
     train_rows: Dataset | None = None  # set when this cycle trained it
     version: str | None = None  # set once registered
     inputs: Any = None  # its view of the holdout, when its signature names columns
+    # issue 15: the registered version as loaded (its run's split, registration time,
+    # dataset inputs): what is knowable about rows it trained on when it has no fingerprints.
+    registered: Champion | None = None
 
     @property
     def trained_now(self) -> bool:
@@ -219,7 +224,8 @@ def judge(cfg: Config, candidate: Candidate, champion: Champion | None, holdout:
           force: bool = False, reason: str | None = None) -> Judgement:
     """Both models on the clean holdout, then the gate; `force` overrules a rejection."""
     scores = evaluation.score_both(cfg, champion, candidate.model, holdout,
-                                   candidate.fingerprints, candidate.inputs)
+                                   candidate.fingerprints, candidate.inputs,
+                                   candidate=candidate.registered)  # issue 15
     if champion is not None:
         scores.schema = evaluation.schema_diff(champion.signature, candidate.model.signature)
     verdict = gate.judge(scores, cfg.gate, cfg.metrics)
@@ -274,4 +280,4 @@ def registered_candidate(cfg: Config, client: MlflowClient, version: str, mv: An
         model_id=getattr(mv, "model_id", None), metrics_as_logged=loaded.metrics_as_logged,
         fit_seconds=0.0, signature=loaded.signature, labels=info.get("labels"))
     return Candidate(model, fingerprints=loaded.train_fingerprints, version=version,
-                     inputs=inputs)
+                     inputs=inputs, registered=loaded)

@@ -96,13 +96,14 @@ def watch(
     Runs a cycle when schedule, drift or performance fire; judges versions registered
     outside retrainer. Without --once: a daemon, one per model, stopped by SIGTERM.
     """
-    from retrainer import triggers
+    from retrainer.triggers.clock import parse_now
+    from retrainer.triggers.daemon import run_daemon, watch_once
 
     cfg = load_config(config, tracking_uri)
-    at = triggers.parse_now(now)
+    at = parse_now(now)
     if once:
         with quiet_stdout():
-            result = triggers.watch_once(cfg, now=at)
+            result = watch_once(cfg, now=at)
         _show_tick(result, as_json, quiet_if_idle=False)
         if result.failures or result.abandoned:
             raise typer.Exit(1)
@@ -113,7 +114,7 @@ def watch(
         terminal(stderr=True).print(f"watching {cfg.model} every {interval:g} s{where}")
 
     with quiet_stdout():
-        code = triggers.run_daemon(
+        code = run_daemon(
             cfg, interval=interval, now=at, webhook_port=webhook_port,
             webhook_host=webhook_host, on_ready=ready,
             on_tick=lambda result: _show_tick(result, as_json, quiet_if_idle=True))

@@ -37,7 +37,7 @@ def serve(
     """REST server for the champion (MLflow scoring protocol); swaps when the alias moves."""
     from retrainer.config import absolutize_uri
     from retrainer.registry import probe
-    from retrainer.serving import serve as run_server
+    from retrainer.serving.server import serve as run_server
 
     cfg = load_config(config, tracking_uri)
     probe(cfg.tracking_uri)
