@@ -56,7 +56,8 @@ def test_a_passing_challenger_waits_for_approval_and_approve_promotes_it(proj: P
         assert run.code == 0, run.stderr
         record = run.json()
         assert record["decision"] == "awaiting_approval"
-        assert record["reason"].startswith("awaiting approval: rmse 56.31 beats champion")
+        assert record["reason"].startswith("awaiting approval: the difference is within noise")
+        assert "rmse 56.31 beats champion 56.44" in record["reason"]
         assert all(check["passed"] for check in record["checks"])
         assert record["move"] is None
         approval = record["approval"]
