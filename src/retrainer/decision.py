@@ -61,7 +61,7 @@ def build(cfg: Config, *, trigger: str, trigger_reason: str | None, decision_id:
             "champion": move.champion, "previous": move.previous, "kind": move.kind,
             "at": move.at},
     }
-    # issue 15: the policy, the decision line's notes, the per-slice table, training rows.
+    # The policy, the decision line's notes, the per-slice table, training rows.
     extend_record(record, verdict, scores, cfg.gate)
     return clean(record)
 
