@@ -45,7 +45,7 @@ def run_cycle(cfg: Config, data: str | None = None, trigger: str = "manual",
     registry.repair(client, cfg)
 
     rows = data_mod.load(cfg, override=data)
-    evaluation.check_slices(cfg, rows)  # issue 15: slice columns exist, before any write
+    evaluation.check_slices(cfg, rows)  # slice columns exist: say so before any write
     train_rows, holdout = data_mod.split(rows, cfg.split)
     champion = load_champion(cfg, client)
     if champion is not None:
@@ -86,7 +86,7 @@ def judge_version(cfg: Config, version: str, data: str | None = None,
                         f"`retrainer approve {version} --reason …` or `retrainer reject "
                         f"{version} --reason …` (or `promote {version} --force --reason …`)")
     rows = data_mod.load(cfg, override=data)
-    evaluation.check_slices(cfg, rows)  # issue 15: slice columns exist, before any write
+    evaluation.check_slices(cfg, rows)  # slice columns exist: say so before any write
     _, holdout = data_mod.split(rows, cfg.split)
     champion = load_champion(cfg, client)
     if champion is not None and champion.version == version:
@@ -117,7 +117,7 @@ class Candidate:
     train_rows: Dataset | None = None  # set when this cycle trained it
     version: str | None = None  # set once registered
     inputs: Any = None  # its view of the holdout, when its signature names columns
-    # issue 15: the registered version as loaded (its run's split, registration time,
+    # The registered version as loaded (its run's split, registration time,
     # dataset inputs): what is knowable about rows it trained on when it has no fingerprints.
     registered: Champion | None = None
 
@@ -225,7 +225,7 @@ def judge(cfg: Config, candidate: Candidate, champion: Champion | None, holdout:
     """Both models on the clean holdout, then the gate; `force` overrules a rejection."""
     scores = evaluation.score_both(cfg, champion, candidate.model, holdout,
                                    candidate.fingerprints, candidate.inputs,
-                                   candidate=candidate.registered)  # issue 15
+                                   candidate=candidate.registered)
     if champion is not None:
         scores.schema = evaluation.schema_diff(champion.signature, candidate.model.signature)
     verdict = gate.judge(scores, cfg.gate, cfg.metrics)
