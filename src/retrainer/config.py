@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from retrainer.errors import UserError
+from retrainer.events import NOTIFY_EVENTS
 from retrainer.where import WhereError, parse_where
 
 DEFAULT_CONFIG = "retrainer.yaml"
@@ -143,6 +144,9 @@ class PromoteConfig(_Strict):
     legacy_stages: bool = False
     lock: str | None = Field(None, description="postgresql://… for an advisory lock")
     lock_timeout: float = 120.0
+    # required: a challenger that passes the gate waits for `retrainer approve` instead
+    # of becoming champion.
+    approval: Literal["none", "required"] = "none"
 
 
 class DriftConfig(_Strict):
@@ -214,6 +218,57 @@ class ServeConfig(_Strict):
     max_body_mb: float = Field(50.0, gt=0)
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class NotifyConfig(_Strict):
+    """One receiver of notifications: a URL that takes a JSON POST."""
+
+    url: str
+    events: list[str] = list(NOTIFY_EVENTS)
+    secret_env: str | None = Field(None, description="env var holding the HMAC secret")
+    format: Literal["slack", "json"] = "json"
+    timeout_seconds: float = Field(3.0, gt=0, le=60)
+    attempts: int = Field(3, ge=1, le=10)
+
+    # Messages never echo the value: a webhook URL or a misplaced secret is a credential.
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(value.strip())
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise ValueError("not a valid URL") from None
+        if parts.scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL"
+                             + (" (is the ${VAR} it names empty?)" if not value.strip() else ""))
+        if not parts.hostname:
+            raise ValueError("the URL has no host")
+        return value.strip()
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("list at least one event (or leave `events` out for all)")
+        for name in value:
+            if name not in NOTIFY_EVENTS:
+                raise ValueError(f"unknown event {name!r}{_did_you_mean(name, NOTIFY_EVENTS)}; "
+                                 f"known: {', '.join(NOTIFY_EVENTS)}")
+        return value
+
+    @field_validator("secret_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.fullmatch(value):
+            raise ValueError("must name an environment variable that holds the secret "
+                             "(e.g. RETRAINER_NOTIFY_SECRET), not the secret itself")
+        return value
+
+
 class Config(_Strict):
     model: str
     experiment: str | None = None
@@ -228,6 +283,7 @@ class Config(_Strict):
     drift: DriftConfig = DriftConfig()
     triggers: TriggersConfig = TriggersConfig()
     serve: ServeConfig = ServeConfig()
+    notify: list[NotifyConfig] = []
 
     # Not a config key: the folder relative paths resolve against.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

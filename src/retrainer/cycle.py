@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from retrainer import data as data_mod
-from retrainer import decision, evaluation, gate, registry, stamp, training
+from retrainer import decision, evaluation, gate, notify, registry, stamp, training
 from retrainer import metrics as mx
 from retrainer.errors import UserError
+from retrainer.notify.message import metric_summary
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     from retrainer.training import TrainedModel
 
 log = logging.getLogger("retrainer")
+
+#: The decision when `promote.approval: required` holds a gate-passing challenger back.
+AWAITING_APPROVAL = "awaiting_approval"
 
 
 def run_cycle(cfg: Config, data: str | None = None, trigger: str = "manual",
@@ -76,6 +80,11 @@ def judge_version(cfg: Config, version: str, data: str | None = None,
     registry.repair(client, cfg)
     mv = registry.get_version(client, cfg.model, version)
     registry.check_version_of_model(client, cfg, mv)
+    pending = registry.approval_state(mv) == registry.APPROVAL_PENDING
+    if pending and not force:
+        raise UserError(f"version {version} of {cfg.model!r} is awaiting approval: "
+                        f"`retrainer approve {version} --reason …` or `retrainer reject "
+                        f"{version} --reason …` (or `promote {version} --force --reason …`)")
     rows = data_mod.load(cfg, override=data)
     evaluation.check_slices(cfg, rows)  # slice columns exist: say so before any write
     _, holdout = data_mod.split(rows, cfg.split)
@@ -89,9 +98,12 @@ def judge_version(cfg: Config, version: str, data: str | None = None,
     kind = ("forced_promotion" if force else
             "manual_promotion" if trigger in ("manual", "manual_promotion") else
             f"{trigger}_promotion")
-    return decide(cfg, client, candidate, champion, rows, holdout,
-                  decision_id=new_decision_id(), trigger=trigger, reason=reason, kind=kind,
-                  force=force)
+    record = decide(cfg, client, candidate, champion, rows, holdout,
+                    decision_id=new_decision_id(), trigger=trigger, reason=reason, kind=kind,
+                    force=force)
+    if pending and record.get("move"):  # forced past its pending approval: say so on it
+        registry.settle(client, cfg, version, "forced", reason)
+    return record
 
 
 # --------------------------------------------------------------------------- the one path
@@ -147,7 +159,13 @@ def promote_and_record(cfg: Config, client: MlflowClient, candidate: Candidate,
     """
     version = candidate.version or _register(cfg, client, candidate, decision_id, trigger)
     move: registry.Move | None = None
-    if judged.verdict.promotes:
+    would_be = judged.verdict.decision
+    if judged.verdict.promotes and approval_required(cfg, force):
+        # A person decides: `retrainer approve` promotes it later through the same path.
+        judged.verdict = gate.Verdict(AWAITING_APPROVAL, True,
+                                      f"awaiting approval: {judged.verdict.reason}",
+                                      judged.verdict.checks)
+    elif judged.verdict.promotes:
         judged_against = judged.champion.version if judged.champion else None
 
         def recheck(current: str | None) -> bool:
@@ -174,13 +192,32 @@ def promote_and_record(cfg: Config, client: MlflowClient, candidate: Candidate,
         verdict=judged.verdict, scores=judged.scores, champion=judged.champion,
         challenger=candidate.model, version=version, rows=rows,
         train_rows=candidate.train_rows, holdout=holdout, move=move)
+    if judged.verdict.decision == AWAITING_APPROVAL:
+        record["approval"] = _request_approval(cfg, client, version, judged, record, would_be)
     if candidate.trained_now:
         decision.log_on_run(client, candidate.model.run_id, record)
     else:
         record["kind"] = kind
         record["forced"] = bool(force)
         decision.log_as_event(client, cfg, record)
+    notify.send(cfg, record["decision"], record, client=client)  # recorded: now tell people
     return record
+
+
+def approval_required(cfg: Config, force: bool) -> bool:
+    """`promote.approval: required` holds every passing challenger; `--force` is the
+    recorded way around it."""
+    return cfg.promote.approval == "required" and not force
+
+
+def _request_approval(cfg: Config, client: MlflowClient, version: str, judged: Judgement,
+                      record: dict[str, Any], would_be: str) -> dict[str, Any]:
+    against = judged.champion.version if judged.champion else None
+    summary = metric_summary(record)
+    at = registry.request_approval(client, cfg, version, decision_id=record["cycle_id"],
+                                   judged_against=against, would_be=would_be, summary=summary)
+    return {"status": registry.APPROVAL_PENDING, "requested_at": at, "would_be": would_be,
+            "judged_against": against}
 
 
 def judge(cfg: Config, candidate: Candidate, champion: Champion | None, holdout: Dataset, *,
