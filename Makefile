@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/drift.py
 	$(BIN)/python bench/explain.py
+	$(BIN)/python bench/decisions.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache build src/*.egg-info

@@ -164,3 +164,10 @@ def test_demo_json_runs_the_article(tmp_path: Path) -> None:
     cycles = json.loads(result.stdout)["cycles"]
     assert [c["decision"] for c in cycles] == ["first_champion", "promoted"]
     assert cycles[1]["holdout"]["clean_rows"] == 67
+    # Both policies on the article's scores: its noise-level win, judged each way.
+    policies = json.loads(result.stdout)["policies"]
+    assert [p["decision"] for p in policies] == ["promoted", "kept_champion", "kept_champion",
+                                                 "promoted"]
+    assert policies[0]["notes"] == ["the difference is within noise: 95% interval -76..+43 "
+                                    "crosses 0"]
+    assert "the evidence is too thin for the 1% margin" in policies[2]["reason"]

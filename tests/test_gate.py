@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrainer.config import GateConfig, MetricThreshold
+from retrainer.config import GateConfig, MetricThreshold, SliceSpec
 from retrainer.evaluation import Scores
-from retrainer.gate import judge
+from retrainer.gate import judge, judge_slice
 from retrainer.metrics import bootstrap_difference, compute
+from retrainer.slices import SliceScore
 
 
 def scores(new: dict, old: dict | None, clean: int = 67, **extra) -> Scores:
@@ -121,3 +122,71 @@ def test_vectorised_and_sklearn_bootstraps_agree_on_r2() -> None:
     assert delta == pytest.approx(compute("r2", y, b) - compute("r2", y, a))
     # The r2 improvement is real here: the whole interval is above 0.
     assert 0 < lo < delta < hi
+
+
+def ni_scores(new: float, old: float, delta: float, lo: float, hi: float, metric: str = "mse",
+              clean: int = 100) -> Scores:
+    return scores({metric: new}, {metric: old}, clean=clean,
+                  differences={metric: {"delta": delta, "ci95": [lo, hi], "confidence": 0.95}})
+
+
+def test_non_inferiority_reads_the_interval_in_the_metric_direction() -> None:
+    gate = GateConfig(policy="non_inferiority", margin=0.02)
+    # r2: greater is better, so the worse end is the interval's low end.
+    ok = judge(ni_scores(0.50, 0.51, -0.01, -0.0101, 0.005, "r2"), gate, ["r2"])
+    assert ok.promotes and "at worst within the 2% margin" in ok.reason
+    worse = judge(ni_scores(0.40, 0.51, -0.11, -0.15, -0.07, "r2"), gate, ["r2"])
+    assert not worse.promotes and "confidently worse, beyond the 2% margin" in worse.reason
+    past = judge(ni_scores(0.495, 0.51, -0.015, -0.03, 0.0, "r2"), gate, ["r2"])
+    assert "worse than the 2% margin on these rows, though not confidently" in past.reason
+
+
+def test_rows_needed_follow_the_interval_width_scaling_as_one_over_sqrt_n() -> None:
+    gate = GateConfig(policy="non_inferiority", margin=0.01)
+    # mse 1000 vs 1000: limit 10; delta 0, upper half-width 20: width must halve -> 4x rows.
+    thin = judge(ni_scores(1000.0, 1000.0, 0.0, -20.0, 20.0, clean=100), gate, ["mse"])
+    assert "about 400 clean rows would be needed (100 here)" in thin.reason
+    # With 4x the rows the interval is half as wide, and the same difference passes.
+    assert judge(ni_scores(1000.0, 1000.0, 0.0, -10.0, 10.0, clean=400), gate, ["mse"]).promotes
+
+
+def test_non_inferiority_needs_an_interval() -> None:
+    gate = GateConfig(policy="non_inferiority")
+    verdict = judge(scores({"mse": 1.0}, {"mse": 2.0}), gate, ["mse"])
+    assert not verdict.promotes and "no bootstrap interval" in verdict.reason
+
+
+def test_noise_note_only_for_a_superiority_promotion_without_confidence() -> None:
+    s = ni_scores(3171.03, 3185.98, -14.96, -76.42, 42.91)
+    promoted = judge(s, GateConfig(), ["mse"])
+    assert promoted.notes == ["the difference is within noise: 95% interval -76..+43 crosses 0"]
+    assert judge(s, GateConfig(confidence=0.95), ["mse"]).notes == []
+    assert judge(ni_scores(3300.0, 3185.98, 114.0, 50.0, 180.0), GateConfig(), ["mse"]).notes \
+        == []
+
+
+def _slice(name: str, metric: str, new: float, old: float, lo: float, hi: float,
+           rows: int = 50, status: str = "judged") -> SliceScore:
+    return SliceScore(name, "test", rows, metric, new, old, new - old, [lo, hi], 0.95, status)
+
+
+def test_a_slice_fails_only_when_its_better_end_is_past_the_limit() -> None:
+    gate = GateConfig(slices=[SliceSpec(column="sex")], max_slice_degradation=0.05,
+                      all_metrics_improve=False)
+    base = {"rmse": 50.0}
+    cases = [
+        (_slice("sex=1", "rmse", 61.2, 55.0, 3.355, 10.395), False),  # [+6.1%, +18.9%]
+        # Confidently worse, but its better end (+4.1%) is inside the 5% allowed.
+        (_slice("sex=2", "rmse", 61.2, 55.0, 2.255, 10.395), True),
+        (_slice("sex=3", "rmse", 70.0, 55.0, 10.0, 20.0, rows=10, status="too_small"), None),
+    ]
+    s = scores({"rmse": 49.0}, base, slices=[c for c, _ in cases])
+    verdict = judge(s, gate, ["rmse"])
+    assert [judge_slice(c, gate) for c, _ in cases] == [ok for _, ok in cases]
+    assert not verdict.promotes
+    assert verdict.reason == ("slice sex=1: rmse 61.20 vs champion 55.00 (+11.3%, 95% [+6.1%, "
+                              "+18.9%]) > 5% allowed")
+    # r2 (greater is better): a drop is the degradation.
+    r2 = _slice("age=old", "r2", 0.30, 0.40, -0.15, -0.05)
+    assert judge_slice(r2, gate) is False
+    assert judge_slice(_slice("age=old", "r2", 0.39, 0.40, -0.03, 0.01), gate) is True

@@ -23,8 +23,10 @@ def _register_by_hand(cfg: Any, estimator: Any, rows: Any) -> str:
 
     model = estimator.fit(rows.X, rows.y)
     with mlflow.start_run(experiment_id=registry.experiment_id(cfg)):
+        # Explicit requirements: inferring them spawns a subprocess (~3 s) for nothing here.
         info = mlflow.sklearn.log_model(
-            model, name="model", signature=infer_signature(rows.X, model.predict(rows.X)))
+            model, name="model", signature=infer_signature(rows.X, model.predict(rows.X)),
+            pip_requirements=["scikit-learn"])
     return str(mlflow.register_model(info.model_uri, cfg.model).version)
 
 

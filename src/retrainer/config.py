@@ -16,6 +16,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from retrainer.errors import UserError
+from retrainer.events import NOTIFY_EVENTS
+from retrainer.where import WhereError, parse_where
 
 DEFAULT_CONFIG = "retrainer.yaml"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -79,6 +81,35 @@ class ImportanceShift(_Strict):
     ndcg_min: float = Field(0.9, gt=0.0, le=1.0,
                             description="SageMaker Clarify's attribution-drift bound")
     rank_correlation_min: float | None = Field(None, ge=-1.0, le=1.0)
+class SliceSpec(_Strict):
+    """One slice definition: every value of `column`, numeric `bins` of it, or a filter."""
+
+    column: str | None = None
+    bins: list[float] | None = None
+    name: str | None = None
+    where: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SliceSpec:
+        if bool(self.column) == bool(self.where):
+            raise ValueError("a slice needs exactly one of column (every value, or bins) or "
+                             "where (a filter expression)")
+        if self.bins is not None:
+            if not self.column:
+                raise ValueError("bins go with column")
+            if len(self.bins) < 2 or any(hi <= lo for lo, hi in zip(self.bins, self.bins[1:])):
+                raise ValueError(f"bins {self.bins} must be at least two increasing edges")
+        if self.where is not None:
+            try:
+                parse_where(self.where)
+            except WhereError as err:
+                raise ValueError(f"where {self.where!r}: {err}") from None
+        return self
+
+    @property
+    def label(self) -> str:
+        """How the slice (or, for a column, its values' prefix) is named in records."""
+        return self.name or self.column or self.where or ""
 
 
 class GateConfig(_Strict):
@@ -87,6 +118,14 @@ class GateConfig(_Strict):
     all_metrics_improve: bool = True
     min_clean_rows: int = Field(30, ge=1)
     confidence: float | None = Field(None, gt=0.0, lt=1.0)
+    # superiority: the challenger must beat the champion (the article's rule);
+    # non_inferiority: promote unless confidently worse by more than `margin` (relative).
+    policy: Literal["superiority", "non_inferiority"] = "superiority"
+    margin: float = Field(0.01, ge=0.0, lt=1.0)
+    slices: list[SliceSpec] = []
+    slice_min_rows: int = Field(30, ge=2)
+    max_slice_degradation: float = Field(0.05, ge=0.0)
+    unknown_training_rows: Literal["warn", "refuse"] = "warn"
     schema_policy: Literal["enforce", "allow"] = Field("enforce", alias="schema")
     bootstrap: int = Field(1000, ge=100)
     # Off by default; the shift is measured and reported either way.
@@ -94,12 +133,28 @@ class GateConfig(_Strict):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
+    @model_validator(mode="after")
+    def _slice_names_unique(self) -> GateConfig:
+        labels = [s.label for s in self.slices]
+        twice = sorted({x for x in labels if labels.count(x) > 1})
+        if twice:
+            raise ValueError(f"two slice definitions are named {twice[0]!r}: give one a name")
+        return self
+
+    @property
+    def level(self) -> float:
+        """The confidence of the intervals: non-inferiority and slices need one, 0.95 if unset."""
+        return self.confidence if self.confidence is not None else 0.95
+
 
 class PromoteConfig(_Strict):
     alias: str = "champion"
     legacy_stages: bool = False
     lock: str | None = Field(None, description="postgresql://… for an advisory lock")
     lock_timeout: float = 120.0
+    # required: a challenger that passes the gate waits for `retrainer approve` instead
+    # of becoming champion.
+    approval: Literal["none", "required"] = "none"
 
 
 class DriftConfig(_Strict):
@@ -171,6 +226,57 @@ class ServeConfig(_Strict):
     max_body_mb: float = Field(50.0, gt=0)
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class NotifyConfig(_Strict):
+    """One receiver of notifications: a URL that takes a JSON POST."""
+
+    url: str
+    events: list[str] = list(NOTIFY_EVENTS)
+    secret_env: str | None = Field(None, description="env var holding the HMAC secret")
+    format: Literal["slack", "json"] = "json"
+    timeout_seconds: float = Field(3.0, gt=0, le=60)
+    attempts: int = Field(3, ge=1, le=10)
+
+    # Messages never echo the value: a webhook URL or a misplaced secret is a credential.
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(value.strip())
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise ValueError("not a valid URL") from None
+        if parts.scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL"
+                             + (" (is the ${VAR} it names empty?)" if not value.strip() else ""))
+        if not parts.hostname:
+            raise ValueError("the URL has no host")
+        return value.strip()
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("list at least one event (or leave `events` out for all)")
+        for name in value:
+            if name not in NOTIFY_EVENTS:
+                raise ValueError(f"unknown event {name!r}{_did_you_mean(name, NOTIFY_EVENTS)}; "
+                                 f"known: {', '.join(NOTIFY_EVENTS)}")
+        return value
+
+    @field_validator("secret_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.fullmatch(value):
+            raise ValueError("must name an environment variable that holds the secret "
+                             "(e.g. RETRAINER_NOTIFY_SECRET), not the secret itself")
+        return value
+
+
 class Config(_Strict):
     model: str
     experiment: str | None = None
@@ -185,6 +291,7 @@ class Config(_Strict):
     drift: DriftConfig = DriftConfig()
     triggers: TriggersConfig = TriggersConfig()
     serve: ServeConfig = ServeConfig()
+    notify: list[NotifyConfig] = []
 
     # Not a config key: the folder relative paths resolve against.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
@@ -258,8 +365,10 @@ def _model_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
         if free_key:
             free_key = False
             continue
-        if isinstance(part, int) or model is None:
+        if model is None:
             return None
+        if isinstance(part, int):
+            continue  # an index into a list of models (gate.slices.0)
         field = model.model_fields.get(part)
         if field is None:
             return None

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from retrainer import data as data_mod
-from retrainer import decision, evaluation, gate, progress, registry, stamp, training
+from retrainer import decision, evaluation, gate, notify, progress, registry, stamp, training
 from retrainer import metrics as mx
 from retrainer.errors import UserError
+from retrainer.notify.message import metric_summary
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("retrainer")
 
+#: The decision when `promote.approval: required` holds a gate-passing challenger back.
+AWAITING_APPROVAL = "awaiting_approval"
+
 
 def run_cycle(cfg: Config, data: str | None = None, trigger: str = "manual",
               reason: str | None = None, client: MlflowClient | None = None) -> dict[str, Any]:
@@ -42,6 +46,7 @@ def run_cycle(cfg: Config, data: str | None = None, trigger: str = "manual",
 
     progress.step("loading data")
     rows = data_mod.load(cfg, override=data)
+    evaluation.check_slices(cfg, rows)  # slice columns exist: say so before any write
     train_rows, holdout = data_mod.split(rows, cfg.split)
     champion = load_champion(cfg, client)
     if champion is not None:
@@ -77,7 +82,13 @@ def judge_version(cfg: Config, version: str, data: str | None = None,
     registry.repair(client, cfg)
     mv = registry.get_version(client, cfg.model, version)
     registry.check_version_of_model(client, cfg, mv)
+    pending = registry.approval_state(mv) == registry.APPROVAL_PENDING
+    if pending and not force:
+        raise UserError(f"version {version} of {cfg.model!r} is awaiting approval: "
+                        f"`retrainer approve {version} --reason …` or `retrainer reject "
+                        f"{version} --reason …` (or `promote {version} --force --reason …`)")
     rows = data_mod.load(cfg, override=data)
+    evaluation.check_slices(cfg, rows)  # slice columns exist: say so before any write
     _, holdout = data_mod.split(rows, cfg.split)
     champion = load_champion(cfg, client)
     if champion is not None and champion.version == version:
@@ -89,9 +100,12 @@ def judge_version(cfg: Config, version: str, data: str | None = None,
     kind = ("forced_promotion" if force else
             "manual_promotion" if trigger in ("manual", "manual_promotion") else
             f"{trigger}_promotion")
-    return decide(cfg, client, candidate, champion, rows, holdout,
-                  decision_id=new_decision_id(), trigger=trigger, reason=reason, kind=kind,
-                  force=force)
+    record = decide(cfg, client, candidate, champion, rows, holdout,
+                    decision_id=new_decision_id(), trigger=trigger, reason=reason, kind=kind,
+                    force=force)
+    if pending and record.get("move"):  # forced past its pending approval: say so on it
+        registry.settle(client, cfg, version, "forced", reason)
+    return record
 
 
 # --------------------------------------------------------------------------- the one path
@@ -105,6 +119,9 @@ class Candidate:
     train_rows: Dataset | None = None  # set when this cycle trained it
     version: str | None = None  # set once registered
     inputs: Any = None  # its view of the holdout, when its signature names columns
+    # The registered version as loaded (its run's split, registration time,
+    # dataset inputs): what is knowable about rows it trained on when it has no fingerprints.
+    registered: Champion | None = None
 
     @property
     def trained_now(self) -> bool:
@@ -144,7 +161,13 @@ def promote_and_record(cfg: Config, client: MlflowClient, candidate: Candidate,
     """
     version = candidate.version or _register(cfg, client, candidate, decision_id, trigger)
     move: registry.Move | None = None
-    if judged.verdict.promotes:
+    would_be = judged.verdict.decision
+    if judged.verdict.promotes and approval_required(cfg, force):
+        # A person decides: `retrainer approve` promotes it later through the same path.
+        judged.verdict = gate.Verdict(AWAITING_APPROVAL, True,
+                                      f"awaiting approval: {judged.verdict.reason}",
+                                      judged.verdict.checks)
+    elif judged.verdict.promotes:
         progress.step("promoting under the lock")
         judged_against = judged.champion.version if judged.champion else None
 
@@ -172,6 +195,8 @@ def promote_and_record(cfg: Config, client: MlflowClient, candidate: Candidate,
         verdict=judged.verdict, scores=judged.scores, champion=judged.champion,
         challenger=candidate.model, version=version, rows=rows,
         train_rows=candidate.train_rows, holdout=holdout, move=move)
+    if judged.verdict.decision == AWAITING_APPROVAL:
+        record["approval"] = _request_approval(cfg, client, version, judged, record, would_be)
     record["report"] = _report(client, cfg, record, judged, candidate)
     if candidate.trained_now:
         decision.log_on_run(client, candidate.model.run_id, record)
@@ -179,6 +204,7 @@ def promote_and_record(cfg: Config, client: MlflowClient, candidate: Candidate,
         record["kind"] = kind
         record["forced"] = bool(force)
         decision.log_as_event(client, cfg, record)
+    notify.send(cfg, record["decision"], record, client=client)  # recorded: now tell people
     return record
 
 
@@ -191,11 +217,28 @@ def _report(client: MlflowClient, cfg: Config, record: dict[str, Any], judged: J
                    champion=judged.champion, train_rows=candidate.train_rows)
 
 
+def approval_required(cfg: Config, force: bool) -> bool:
+    """`promote.approval: required` holds every passing challenger; `--force` is the
+    recorded way around it."""
+    return cfg.promote.approval == "required" and not force
+
+
+def _request_approval(cfg: Config, client: MlflowClient, version: str, judged: Judgement,
+                      record: dict[str, Any], would_be: str) -> dict[str, Any]:
+    against = judged.champion.version if judged.champion else None
+    summary = metric_summary(record)
+    at = registry.request_approval(client, cfg, version, decision_id=record["cycle_id"],
+                                   judged_against=against, would_be=would_be, summary=summary)
+    return {"status": registry.APPROVAL_PENDING, "requested_at": at, "would_be": would_be,
+            "judged_against": against}
+
+
 def judge(cfg: Config, candidate: Candidate, champion: Champion | None, holdout: Dataset, *,
           force: bool = False, reason: str | None = None) -> Judgement:
     """Both models on the clean holdout, then the gate; `force` overrules a rejection."""
     scores = evaluation.score_both(cfg, champion, candidate.model, holdout,
-                                   candidate.fingerprints, candidate.inputs)
+                                   candidate.fingerprints, candidate.inputs,
+                                   candidate=candidate.registered)
     if champion is not None:
         scores.schema = evaluation.schema_diff(champion.signature, candidate.model.signature)
     verdict = gate.judge(scores, cfg.gate, cfg.metrics)
@@ -250,4 +293,4 @@ def registered_candidate(cfg: Config, client: MlflowClient, version: str, mv: An
         model_id=getattr(mv, "model_id", None), metrics_as_logged=loaded.metrics_as_logged,
         fit_seconds=0.0, signature=loaded.signature, labels=info.get("labels"))
     return Candidate(model, fingerprints=loaded.train_fingerprints, version=version,
-                     inputs=inputs)
+                     inputs=inputs, registered=loaded)

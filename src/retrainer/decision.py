@@ -11,6 +11,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from retrainer import stamp
+from retrainer.gate import extend_record
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -61,6 +62,8 @@ def build(cfg: Config, *, trigger: str, trigger_reason: str | None, decision_id:
             "champion": move.champion, "previous": move.previous, "kind": move.kind,
             "at": move.at},
     }
+    # The policy, the decision line's notes, the per-slice table, training rows.
+    extend_record(record, verdict, scores, cfg.gate)
     return clean(record)
 
 

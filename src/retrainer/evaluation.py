@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from retrainer import metrics as mx
-from retrainer import progress
+from retrainer import progress, provenance
 from retrainer.data import Dataset, fingerprints, split_label
 from retrainer.errors import UserError
+from retrainer.slices import SliceScore, check_columns, score_slices
 
 if TYPE_CHECKING:
     import numpy as np
@@ -40,6 +41,8 @@ class Champion:
     source: str = "alias"  # alias | legacy_stage
     signature: Any = None
     split: str | None = None  # the split its run logged, e.g. "hash:seed=42,test_size=0.25,…"
+    created_ms: int | None = None  # when the version was registered
+    dataset_inputs: list[dict[str, Any]] = field(default_factory=list)  # its run's MLflow inputs
 
 
 @dataclass
@@ -57,6 +60,12 @@ class Scores:
     importance: dict[str, Any] = field(default_factory=dict)
     # Bounded chart data for the report (diagnostics.summarise); not part of the record.
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    # How each model's training rows are known: fingerprints | same_hash_split |
+    # newer_than_registration | logged_dataset_input | unknown.
+    training_rows: dict[str, str] = field(default_factory=dict)
+    candidate_inputs: list[dict[str, Any]] | None = None
+    leakage_signs: list[str] = field(default_factory=list)
+    slices: list[SliceScore] = field(default_factory=list)
 
 
 def load_version(cfg: Config, client: Any, version: Any, source: str = "alias") -> Champion:
@@ -84,10 +93,12 @@ def load_version(cfg: Config, client: Any, version: Any, source: str = "alias") 
     run_metrics: dict[str, float] = {}
     split = None
     fps = None
+    inputs: list[dict[str, Any]] = []
     if mv.run_id:
         try:
             run = client.get_run(mv.run_id)
             run_metrics, split = dict(run.data.metrics), run.data.params.get("split")
+            inputs = provenance.dataset_inputs(run)
         except Exception:  # noqa: BLE001 - the run may have been deleted
             run_metrics = {}
         fps = load_fingerprints(client, mv.run_id)
@@ -95,7 +106,8 @@ def load_version(cfg: Config, client: Any, version: Any, source: str = "alias") 
                     input_columns=columns, tensor_input=tensor, train_fingerprints=fps,
                     metrics_as_logged={m: run_metrics[m] for m in cfg.metrics
                                        if m in run_metrics},
-                    source=source, signature=signature, split=split)
+                    source=source, signature=signature, split=split,
+                    created_ms=getattr(mv, "creation_timestamp", None), dataset_inputs=inputs)
 
 
 def _input_columns(signature: Any) -> tuple[list[str] | None, bool]:
@@ -129,8 +141,12 @@ def _predict(model: Any, X: Any, task: str) -> tuple[np.ndarray, np.ndarray | No
 
 def score_both(cfg: Config, champion: Champion | None, challenger: TrainedModel,
                holdout: Dataset, challenger_fingerprints: np.ndarray | None,
-               challenger_inputs: Any = None) -> Scores:
-    """Both models on the clean holdout, plus the naive re-score and bootstrap intervals."""
+               challenger_inputs: Any = None, candidate: Champion | None = None) -> Scores:
+    """Both models on the clean holdout, plus the naive re-score, intervals and slices.
+
+    `candidate` is the registered version being judged when retrainer did not train it:
+    without fingerprints, what is knowable about its training rows is used and said.
+    """
     import numpy as np
 
     task = challenger.task
@@ -141,41 +157,53 @@ def score_both(cfg: Config, champion: Champion | None, challenger: TrainedModel,
     ch_pred, ch_proba = _predict(challenger.model, X, task)
     notes: list[str] = []
     excluded: dict[str, int] = {}
+    training_rows: dict[str, str] = {}
     keep = np.ones(len(holdout), dtype=bool)
 
     hold_fp = fingerprints(holdout)
-    own = (np.isin(hold_fp, challenger_fingerprints) if challenger_fingerprints is not None
-           else np.zeros(len(holdout), dtype=bool))
-    if own.any():
-        excluded["challenger_trained_on"] = int(own.sum())
-        keep &= ~own
+    if challenger_fingerprints is not None:
+        training_rows["challenger"] = "fingerprints"
+        own = np.isin(hold_fp, challenger_fingerprints)
+        if own.any():
+            excluded["challenger_trained_on"] = int(own.sum())
+            keep &= ~own
+    else:
+        known = provenance.candidate_rows(cfg, candidate, holdout, hold_fp)
+        training_rows["challenger"] = known.how
+        keep &= ~known.trained
+        excluded.update(known.excluded)
+        notes.extend(known.notes)
+
+    def sub(a: np.ndarray | None, mask: np.ndarray) -> np.ndarray | None:
+        return a[mask] if a is not None else None
 
     if champion is None:
-        metrics = _score(cfg.metrics, y[keep], ch_pred[keep],
-                         ch_proba[keep] if ch_proba is not None else None, labels)
-        first = Scores(challenger=metrics, champion=None, naive={}, holdout_rows=len(holdout),
-                       clean_rows=int(keep.sum()), excluded=excluded, notes=notes)
-        _explain(cfg, first, keep, y, labels, (challenger.model, X, ch_pred, ch_proba), None,
+        metrics = _score(cfg.metrics, y[keep], ch_pred[keep], sub(ch_proba, keep), labels)
+        scores = Scores(challenger=metrics, champion=None, naive={},
+                        holdout_rows=len(holdout), clean_rows=int(keep.sum()),
+                        excluded=excluded, notes=notes, training_rows=training_rows)
+        _extras(cfg, scores, candidate, holdout, keep, y, (ch_pred, ch_proba), None, labels)
+        _explain(cfg, scores, keep, y, labels, (challenger.model, X, ch_pred, ch_proba), None,
                  holdout.features, task)
-        return first
+        return scores
 
     cp_X = champion_inputs(champion, holdout)
     cp_pred, cp_proba = _predict(champion.model, cp_X, task)
     if champion.train_fingerprints is not None:
+        training_rows["champion"] = "fingerprints"
         leaked = np.isin(hold_fp, champion.train_fingerprints)
         excluded["champion_trained_on"] = int(leaked.sum())
         keep &= ~leaked
     elif cfg.split.method == "hash" and champion.split == split_label(cfg.split):
+        training_rows["champion"] = "same_hash_split"
         # Membership is recomputed: the same stable hash put these rows in its holdout too.
         notes.append(f"champion version {champion.version} was trained with this same hash "
                      "split, so none of these holdout rows were its training rows")
     else:
+        training_rows["champion"] = "unknown"
         notes.append(f"champion version {champion.version} logged no training-row "
                      "fingerprints: rows it trained on cannot be excluded; use split: hash "
                      "for a guaranteed clean holdout")
-
-    def sub(a: np.ndarray | None, mask: np.ndarray) -> np.ndarray | None:
-        return a[mask] if a is not None else None
 
     naive = {"champion": _score(cfg.metrics, y, cp_pred, cp_proba, labels),
              "challenger": _score(cfg.metrics, y, ch_pred, ch_proba, labels)}
@@ -183,11 +211,11 @@ def score_both(cfg: Config, champion: Champion | None, challenger: TrainedModel,
         challenger=_score(cfg.metrics, y[keep], ch_pred[keep], sub(ch_proba, keep), labels),
         champion=_score(cfg.metrics, y[keep], cp_pred[keep], sub(cp_proba, keep), labels),
         naive=naive, holdout_rows=len(holdout), clean_rows=int(keep.sum()),
-        excluded=excluded, notes=notes)
+        excluded=excluded, notes=notes, training_rows=training_rows)
     if keep.sum() >= 2:
         progress.step(f"bootstrapping intervals ({cfg.gate.bootstrap:,} resamples of "
                       f"{int(keep.sum()):,} clean rows)")
-        level = cfg.gate.confidence or 0.95
+        level = cfg.gate.level
         key = f"ci{round(level * 100):d}"
         for m in cfg.metrics:
             delta, lo, hi = mx.bootstrap_difference(
@@ -195,9 +223,34 @@ def score_both(cfg: Config, champion: Champion | None, challenger: TrainedModel,
                 sub(ch_proba, keep), labels, resamples=cfg.gate.bootstrap, confidence=level,
                 seed=cfg.split.seed)
             scores.differences[m] = {"delta": delta, key: [lo, hi], "confidence": level}
+    _extras(cfg, scores, candidate, holdout, keep, y, (ch_pred, ch_proba), (cp_pred, cp_proba),
+            labels)
     _explain(cfg, scores, keep, y, labels, (challenger.model, X, ch_pred, ch_proba),
              (champion.model, cp_X, cp_pred, cp_proba), holdout.features, task)
     return scores
+
+
+def _extras(cfg: Config, scores: Scores, candidate: Champion | None, holdout: Dataset,
+            keep: np.ndarray, y: np.ndarray, challenger: tuple[Any, Any],
+            champion: tuple[Any, Any] | None, labels: np.ndarray | None) -> None:
+    """Per-slice scores, and what a fingerprint-less candidate's own run says."""
+    if scores.training_rows.get("challenger") != "fingerprints":
+        scores.candidate_inputs = candidate.dataset_inputs if candidate is not None else []
+    if scores.training_rows.get("challenger") == "unknown":
+        scores.leakage_signs = provenance.leakage_signs(candidate, scores.challenger,
+                                                        cfg.primary_metric)
+        scores.notes.extend(scores.leakage_signs)
+    if cfg.gate.slices:
+        scores.slices = score_slices(
+            cfg.gate.slices, holdout.frame, keep, y, cfg.primary_metric, challenger, champion,
+            labels, min_rows=cfg.gate.slice_min_rows, confidence=cfg.gate.level,
+            resamples=cfg.gate.bootstrap, seed=cfg.split.seed)
+
+
+def check_slices(cfg: Config, rows: Dataset) -> None:
+    """Slice definitions against the loaded data: exit 2 before anything is written."""
+    if cfg.gate.slices:
+        check_columns(cfg.gate.slices, rows.frame)
 
 
 def _explain(cfg: Config, scores: Scores, keep: np.ndarray, y: np.ndarray, labels: Any,

@@ -6,7 +6,9 @@ tracking store, as runs of the model's experiment tagged ``retrainer.model``:
 - a cycle run (``retrainer.kind=cycle``) per retrain cycle, with ``decision.json``;
 - an event run (``retrainer.kind=event``) per manual/forced promotion judgement
   (``retrainer.record=decision``), per alias move (``record=move``: first champion,
-  promotion, rollback) and per repair of a half-done move (``record=repair``).
+  promotion, rollback, approval) and per repair of a half-done move (``record=repair``);
+  approvals, rejections and failed notifications are event runs too (``approved``,
+  ``rejected``, ``notify_failed``).
 
 Each run carries a summary in its tags (see `registry.summary_tags`), so the whole history
 is one paged `search_runs`, no artifact downloads. A move made by a decision is shown on
@@ -97,7 +99,9 @@ def entries(client: MlflowClient, cfg: Config) -> list[dict[str, Any]]:
 def latest_decision(client: MlflowClient, cfg: Config) -> dict[str, Any] | None:
     """The newest entry, for `retrainer status`."""
     for entry in entries(client, cfg):
-        if entry["what"] != "unfinished":  # a cycle still running has decided nothing yet
+        # A cycle still running has decided nothing yet; a failed notification decides
+        # nothing either.
+        if entry["what"] not in ("unfinished", "notify_failed"):
             return entry
     return None
 

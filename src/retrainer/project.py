@@ -70,3 +70,40 @@ def run_demo(directory: Path, progress: Callable[[str], None] | None = None) -> 
 
     (directory / REPORT).write_text(report_page(client, cfg, second), encoding="utf-8")
     return [first, second]
+
+
+# The policies the demo compares on the article's data: (label, gate keys).
+DEMO_POLICIES: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("superiority, no confidence (the article's rule)", {}),
+    ("superiority, confidence 0.95", {"confidence": 0.95}),
+    ("non_inferiority, margin 1%", {"policy": "non_inferiority", "margin": 0.01}),
+    ("non_inferiority, margin 5%", {"policy": "non_inferiority", "margin": 0.05}),
+)
+
+
+def compare_policies(directory: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The demo's last cycle judged again under each policy, with the gate's own code.
+
+    Nothing is retrained or written: the record's clean-holdout scores and intervals are
+    judged as `retrainer run` would judge them with those gate keys.
+    """
+    from retrainer.config import load
+    from retrainer.evaluation import Scores
+    from retrainer.gate import judge
+
+    cfg = load(directory.resolve() / "retrainer.yaml")
+    h = record["holdout"]
+    scores = Scores(challenger=record["challenger"]["metrics"],
+                    champion=(record.get("champion") or {}).get("metrics"),
+                    naive=record.get("naive") or {}, holdout_rows=h["rows"],
+                    clean_rows=h["clean_rows"], excluded=h["excluded"], notes=h["notes"],
+                    differences=record.get("differences") or {},
+                    schema=record.get("schema") or {},
+                    training_rows=h.get("training_rows") or {})
+    out = []
+    for label, keys in DEMO_POLICIES:
+        gate = cfg.gate.model_copy(update=keys)
+        verdict = judge(scores, gate, cfg.metrics)
+        out.append({"policy": label, "gate": keys, "decision": verdict.decision,
+                    "reason": verdict.reason, "notes": verdict.notes})
+    return out

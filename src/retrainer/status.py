@@ -1,10 +1,10 @@
-"""What `retrainer status` shows: the three aliases and the last decision."""
+"""What `retrainer status` shows: the three aliases, pending approvals, the last decision."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from retrainer import registry
+from retrainer import registry, stamp
 
 ROLES = ("champion", "challenger", "previous")
 
@@ -31,9 +31,19 @@ def model_status(cfg: Any) -> dict[str, Any]:
             # (its transition to Production, unless edited since) is the closest there is.
             doc["champion"]["since"] = _ms_iso(found[0].last_updated_timestamp)
             doc["champion"]["since_source"] = "last_updated (legacy stage)"
+    doc["pending_approvals"] = pending_approvals(client, cfg, versions["champion"])
     doc["last_decision"] = last_decision(client, cfg)
     doc["journal"] = registry.pending_journal(client, cfg.model)
     return doc
+
+
+def pending_approvals(client: Any, cfg: Any, champion: str | None) -> list[dict[str, Any]]:
+    """Versions awaiting `retrainer approve`, oldest first, with how long they have waited."""
+    out = []
+    for pending in registry.pending_approvals(client, cfg.model, champion):
+        age = stamp.age_seconds(pending.requested_at)
+        out.append({**pending.to_dict(), "age_seconds": age, "age": stamp.age_text(age)})
+    return out
 
 
 def _ms_iso(ms: Any) -> str | None:

@@ -147,9 +147,16 @@ def steps(quiet: bool, first: str = "starting") -> Iterator[None]:
 
 
 def print_record(record: dict[str, Any]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    from retrainer.report import comparison_tables, differences_rows
+    from retrainer.report import (
+        SLICE_HEADER,
+        comparison_tables,
+        decision_head,
+        differences_rows,
+        slice_rows,
+    )
 
     console = terminal()
     for title, header, rows in comparison_tables(record):
@@ -164,7 +171,7 @@ def print_record(record: dict[str, Any]) -> None:
         console.print("excluded from the holdout: " + ", ".join(
             f"{v} rows {k.replace('_', ' ')}" for k, v in h["excluded"].items()))
     for note in h.get("notes", []):
-        console.print(f"note: {note}")
+        console.print(f"note: {escape(note)}")
     diffs = differences_rows(record)
     if diffs:
         table = Table(title="Challenger minus champion on the clean holdout (paired bootstrap)",
@@ -174,18 +181,29 @@ def print_record(record: dict[str, Any]) -> None:
         for row in diffs:
             table.add_row(*row)
         console.print(table)
+    slices = slice_rows(record)
+    if slices:
+        table = Table(title="Slices: the primary metric on the clean holdout",
+                      title_justify="left")
+        for i, col in enumerate(SLICE_HEADER):
+            table.add_column(col, justify="left" if i in (0, 6) else "right")
+        for row in slices:
+            table.add_row(*(escape(cell) for cell in row))
+        console.print(table)
     for check in record.get("checks", []):
         mark = "[green]pass[/green]" if check["passed"] else "[red]fail[/red]"
-        console.print(f"  {mark} {check['name']}: {check['detail']}")
+        console.print(f"  {mark} {escape(check['name'])}: {escape(check['detail'])}")
     from retrainer.explain import summary_line
 
     shift = summary_line(record.get("importance"))
     if shift:
-        console.print(shift)
+        console.print(escape(shift))
     if record.get("report"):
         console.print(f"report: {record['report']} (retrainer report --run "
                       f"{record['challenger']['run_id']} --open)")
     colour = "green" if record["decision"] in ("first_champion", "promoted") else "yellow"
-    console.print(f"[bold {colour}]{record['decision']}[/bold {colour}]: version "
-                  f"{record['challenger']['version']} — {record['reason']}")
+    # The decision line carries its notes: a promotion within noise, unknown training rows.
+    decision, reason = decision_head(record)
+    console.print(f"[bold {colour}]{escape(decision)}[/bold {colour}]: version "
+                  f"{record['challenger']['version']} — {escape(reason)}", highlight=False)
     console.print()

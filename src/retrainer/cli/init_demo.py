@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -45,18 +45,34 @@ def demo(
     first champion; retraining on all rows gives a challenger, judged on the rows neither
     model trained on.
     """
-    from retrainer.project import REPORT, run_demo
+    from retrainer.project import REPORT, compare_policies, run_demo
 
     with quiet_stdout():
         records = run_demo(directory, progress=None if as_json else progress_line)
+        policies = compare_policies(directory, records[-1])
     report = directory / REPORT
     if as_json:
-        emit_json({"cycles": records, "report": str(report)})
+        emit_json({"cycles": records, "policies": policies, "report": str(report)})
         return
     for rec in records:
         print_record(rec)
+    print_policies(policies)
     terminal().print(f"[bold]the cycle report:[/bold] {report} (open it in a browser: "
                      f"{report.resolve().as_uri()})")
+
+
+def print_policies(policies: list[dict[str, Any]]) -> None:
+    """The demo's last cycle under each gate.policy, one row each."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="The same clean-holdout scores judged under each gate.policy "
+                        "(what `retrainer run` would decide)", title_justify="left")
+    for col in ("policy", "decision", "why"):
+        table.add_column(col, overflow="fold")
+    for p in policies:
+        table.add_row(escape(p["policy"]), p["decision"], escape(p["reason"]))
+    terminal().print(table)
 
 
 def progress_line(text: str) -> None:

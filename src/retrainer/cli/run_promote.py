@@ -44,6 +44,7 @@ def run(
     else:
         print_record(record)
     if fail_on_reject and record["decision"] not in ("first_champion", "promoted",
+                                                     "awaiting_approval",
                                                      "dry_run_would_promote"):
         raise GateRejected(record["reason"])
 

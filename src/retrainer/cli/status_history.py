@@ -51,11 +51,18 @@ def status(config: ConfigOpt = None, tracking_uri: TrackingOpt = None,
                       entry.get("since") or "-",
                       *(_num(entry["metrics"].get(m)) for m in doc["metrics"]))
     lines: list[Any] = [table, ""]
+    for pending in doc.get("pending_approvals") or []:
+        against = f"beat champion {pending['judged_against']}" if pending["judged_against"] \
+            else "would be the first champion"
+        lines.append(f"[bold yellow]awaiting approval[/bold yellow]: version "
+                     f"{pending['version']} ({against}; waiting {pending['age']}): "
+                     f"`retrainer approve {pending['version']} --reason …` or `retrainer "
+                     f"reject {pending['version']} --reason …`")
     last = doc.get("last_decision")
     if last:
         lines.append(f"last decision: [bold]{last['decision']}[/bold] at {last.get('at')} "
                      f"(trigger {last.get('trigger')}): {last.get('reason')}")
-    if doc["champion"] is None:
+    if doc["champion"] is None and not doc.get("pending_approvals"):
         lines.append("no champion yet: run `retrainer run`")
     elif doc["champion"].get("known_by") == "legacy_stage":
         lines.append(f"champion known by its legacy '{doc['champion'].get('stage')}' stage "
@@ -141,17 +148,14 @@ def rollback(
     if not (reason or "").strip():
         raise UserError("rollback needs --reason: say why the champion is rolled back")
     set_actor(actor)
-    from retrainer import registry, stamp
+    from retrainer.governance import rollback as roll_back
 
     cfg = load_config(config, tracking_uri)
     with quiet_stdout():
-        client = registry.connect(cfg)
-        move = registry.rollback(client, cfg, reason, to=to)
-    doc = {"model": move.model, "decision": "rollback", "champion": move.champion,
-           "previous": move.previous, "at": move.at, "reason": reason.strip(),
-           "actor": stamp.actor()}
+        doc = roll_back(cfg, reason, to=to)
     if as_json:
         emit_json(doc)
         return
-    terminal().print(f"[bold green]rollback[/bold green]: {move.model} champion is now version "
-                     f"{move.champion} (was {move.previous}, now 'previous') — {doc['reason']}")
+    terminal().print(f"[bold green]rollback[/bold green]: {doc['model']} champion is now version "
+                     f"{doc['champion']} (was {doc['previous']}, now 'previous') — "
+                     f"{doc['reason']}")

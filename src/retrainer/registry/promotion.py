@@ -217,15 +217,20 @@ def repair(client: MlflowClient, cfg: Config) -> Move | None:
 
 def promote(client: MlflowClient, cfg: Config, new_version: str, judged_against: str | None,
             recheck: Callable[[str | None], bool], kind: str, decision_id: str | None = None,
-            reason: str | None = None, trigger: str | None = None
-            ) -> tuple[Move | None, str | None]:
+            reason: str | None = None, trigger: str | None = None,
+            guard: Callable[[], None] | None = None,
+            extra_tags: dict[str, Any] | None = None) -> tuple[Move | None, str | None]:
     """Move the champion alias to `new_version` under the lock.
 
     If the champion changed since the challenger was judged (another cycle promoted
     meanwhile), `recheck(current)` judges again against the champion of this moment;
-    returns (move, None) or (None, reason) when the re-check rejects.
+    returns (move, None) or (None, reason) when the re-check rejects. `guard` runs first
+    under the lock and raises to refuse (an approval checks the version is still pending);
+    `extra_tags` go on the new champion with the move.
     """
     with promotion_lock(cfg):
+        if guard is not None:
+            guard()
         current = current_champion(client, cfg.model, cfg.promote.alias)
         current_version = str(current[0].version) if current else None
         if current_version != (str(judged_against) if judged_against else None) \
@@ -237,7 +242,8 @@ def promote(client: MlflowClient, cfg: Config, new_version: str, judged_against:
         if kind == "first_champion" and current_version is not None:
             kind = "promoted"  # judged as the first, re-checked against the champion of now
         move = move_champion(client, cfg, new_version, current_version, kind,
-                             decision_id=decision_id, reason=reason, trigger=trigger)
+                             extra_tags=extra_tags, decision_id=decision_id, reason=reason,
+                             trigger=trigger)
         return move, None
 
 

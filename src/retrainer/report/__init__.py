@@ -9,6 +9,15 @@
 Only `markdown` is imported here: rendering a record must stay cheap to import.
 """
 
-from retrainer.report.markdown import comparison_tables, differences_rows, fmt, to_markdown
+from retrainer.report.markdown import (
+    SLICE_HEADER,
+    comparison_tables,
+    decision_head,
+    differences_rows,
+    fmt,
+    slice_rows,
+    to_markdown,
+)
 
-__all__ = ["comparison_tables", "differences_rows", "fmt", "to_markdown"]
+__all__ = ["SLICE_HEADER", "comparison_tables", "decision_head", "differences_rows", "fmt",
+           "slice_rows", "to_markdown"]

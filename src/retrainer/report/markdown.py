@@ -61,11 +61,47 @@ def differences_rows(record: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+SLICE_HEADER = ["slice", "rows", "challenger", "champion", "change", "interval", "verdict"]
+
+
+def slice_rows(record: dict[str, Any]) -> list[list[str]]:
+    """The per-slice table: both models' primary metric, relative change and the verdict."""
+    rows = []
+    for s in record.get("slices") or []:
+        rel, ival = s.get("relative"), s.get("relative_interval")
+        level = round((s.get("confidence") or 0.95) * 100)
+        allowed = f"{(s.get('allowed') or 0) * 100:g}%"
+        verdict = {True: "ok", False: f"worse than the {allowed} allowed"}.get(
+            s.get("passed"), "")
+        if s.get("status") == "too_small":
+            verdict = "too small to judge"
+        elif s.get("status") == "no_champion":
+            verdict = "no champion to compare"
+        rows.append([s["slice"], str(s["rows"]), f"{s['metric']} {fmt(s.get('challenger'))}",
+                     fmt(s.get("champion")), f"{rel:+.1%}" if rel is not None else "-",
+                     f"{level}% [{ival[0]:+.1%}, {ival[1]:+.1%}]" if ival else "-", verdict])
+    return rows
+
+
+def decision_head(record: dict[str, Any]) -> tuple[str, str]:
+    """The decision with its notes in brackets, and the reason without them repeated."""
+    notes = record.get("decision_notes") or []
+    reason = record.get("reason") or ""
+    if not notes:
+        return record["decision"], reason
+    joined = "; ".join(notes)
+    if reason != joined:
+        reason = reason.replace(joined + "; ", "", 1)
+    return f"{record['decision']} ({joined})", reason
+
+
 def to_markdown(record: dict[str, Any]) -> str:
-    lines = [f"# {record['model']}: {record['decision']}", "",
+    decision, reason = decision_head(record)
+    policy = record.get("policy") or {}
+    lines = [f"# {record['model']}: {decision}", "",
              f"- trigger: {record['trigger']}"
              + (f" ({record['trigger_reason']})" if record.get("trigger_reason") else ""),
-             f"- reason: {record['reason']}",
+             f"- reason: {reason}",
              f"- challenger: version {record['challenger']['version']} "
              f"(run {record['challenger']['run_id']})"]
     if record.get("champion"):
@@ -77,6 +113,12 @@ def to_markdown(record: dict[str, Any]) -> str:
                  + (f" (excluded: {excluded})" if excluded else ""))
     for note in h.get("notes", []):
         lines.append(f"- note: {note}")
+    if policy.get("name"):
+        margin = policy.get("margin")
+        lines.append(f"- policy: {policy['name']}"
+                     + (f" (margin {margin * 100:g}%)" if margin is not None else "")
+                     + (f", confidence {policy['confidence']}" if policy.get("confidence")
+                        else ""))
     for title, header, rows in comparison_tables(record):
         lines += ["", f"## {title}", "", "| " + " | ".join(header) + " |",
                   "|" + "---|" * len(header)]
@@ -86,6 +128,11 @@ def to_markdown(record: dict[str, Any]) -> str:
         lines += ["", "## Challenger minus champion (paired bootstrap)", "",
                   "| metric | delta | interval |", "|---|---|---|"]
         lines += ["| " + " | ".join(r) + " |" for r in diffs]
+    slices = slice_rows(record)
+    if slices:
+        lines += ["", "## Slices (primary metric on the clean holdout)", "",
+                  "| " + " | ".join(SLICE_HEADER) + " |", "|" + "---|" * len(SLICE_HEADER)]
+        lines += ["| " + " | ".join(r) + " |" for r in slices]
     lines += ["", "## Checks", ""]
     lines += [f"- [{'x' if c['passed'] else ' '}] {c['name']}: {c['detail']}"
               for c in record.get("checks", [])]

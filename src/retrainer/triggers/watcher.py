@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from retrainer import registry
+from retrainer import notify, registry
 from retrainer.errors import UserError
 from retrainer.triggers.clock import iso, parse_iso
 from retrainer.triggers.drift import check_drift
@@ -138,6 +138,11 @@ class Watcher:
         actions = self._plan(fires, state, now, only, result)
         self._drain_deliveries(state, now)
         self.store.save(state)  # before running: a crash now leaves pending entries
+        for fire in fires:  # issue 12: drift is recorded in the watch state: tell people
+            if fire.trigger == "drift":
+                notify.send(self.cfg, "drift", {"reason": fire.reason, "trigger": "drift",
+                                                "version": state["drift"].get("champion")},
+                            client=self.client)
         for action in actions:
             if self.stopping.is_set():
                 log.warning("stopping: %s cycle left pending for the next watch",
@@ -234,6 +239,10 @@ class Watcher:
                 if found and str(found[0].version) == str(action["version"]):
                     log.info("version %s is already the champion", action["version"])
                     record = None
+                elif registry.is_pending(self.client, self.cfg, action["version"]):
+                    # issue 12: a version awaiting approval waits for a person, not a re-judge
+                    log.info("version %s is awaiting approval", action["version"])
+                    record = None
                 else:
                     record = cycle.judge_version(self.cfg, action["version"],
                                                  trigger=action["trigger"],
@@ -288,3 +297,5 @@ class Watcher:
             self.store.save(state)
         except Exception:  # noqa: BLE001 - the store itself may be what failed
             log.exception("could not record the failure")
+        notify.send(self.cfg, "cycle_failed", {**failure, "given_up": give_up},  # issue 12
+                    client=self.client)
