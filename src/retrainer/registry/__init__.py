@@ -2,16 +2,24 @@
 
 `store` connects; `reads` finds versions and the champion; `writes` registers and tags;
 `promotion` moves the champion (journaled, locked, re-checked), rolls back and repairs;
-`records` writes history events. Callers use the names re-exported here.
+`records` writes history events; `canary` starts, aborts and completes a canary rollout,
+rolls back by itself, and (as `repair`) finishes half-done promotions and rollout steps.
+Callers use the names re-exported here.
 """
 
+from retrainer.registry.canary import CanaryStart, auto_rollback, read_canary, repair
+from retrainer.registry.canary import abort as abort_canary
+from retrainer.registry.canary import complete as complete_canary
+from retrainer.registry.canary import start as start_canary
 from retrainer.registry.names import (
+    CANARY,
     CHALLENGER,
     JOURNAL_TAG,
     LEGACY_ARCHIVED,
     LEGACY_PRODUCTION,
     PREFIX,
     PREVIOUS,
+    ROLLOUT_TAG,
 )
 from retrainer.registry.promotion import (
     Move,
@@ -20,7 +28,6 @@ from retrainer.registry.promotion import (
     pending_journal,
     promote,
     promotion_lock,
-    repair,
     rollback,
 )
 from retrainer.registry.reads import (
@@ -44,6 +51,8 @@ from retrainer.registry.writes import (
 )
 
 __all__ = [
+    "CANARY", "ROLLOUT_TAG", "CanaryStart", "abort_canary", "auto_rollback",
+    "complete_canary", "read_canary", "start_canary",
     "CHALLENGER", "JOURNAL_TAG", "LEGACY_ARCHIVED", "LEGACY_PRODUCTION", "PREFIX", "PREVIOUS",
     "Move", "aliases", "check_version_of_model", "connect", "current_champion",
     "ensure_model", "experiment_id", "get_version", "legacy_production", "lock_path",
