@@ -21,6 +21,7 @@ from retrainer import data as data_mod
 from retrainer import decision, evaluation, gate, registry, stamp, training
 from retrainer import metrics as mx
 from retrainer.errors import UserError
+from retrainer.rollout import start as rollout_start
 
 if TYPE_CHECKING:
     import numpy as np
@@ -142,7 +143,12 @@ def promote_and_record(cfg: Config, client: MlflowClient, candidate: Candidate,
     """
     version = candidate.version or _register(cfg, client, candidate, decision_id, trigger)
     move: registry.Move | None = None
-    if judged.verdict.promotes:
+    canary: dict[str, Any] | None = None
+    if judged.verdict.promotes and rollout_start.wanted(cfg, judged.champion is not None, force):
+        # rollout.mode: canary: it serves a share of requests first (docs/rollout.md).
+        judged, canary = _start_canary(cfg, client, candidate, judged, holdout, version,
+                                       decision_id=decision_id, trigger=trigger, reason=reason)
+    elif judged.verdict.promotes:
         judged_against = judged.champion.version if judged.champion else None
 
         def recheck(current: str | None) -> bool:
@@ -169,6 +175,8 @@ def promote_and_record(cfg: Config, client: MlflowClient, candidate: Candidate,
         verdict=judged.verdict, scores=judged.scores, champion=judged.champion,
         challenger=candidate.model, version=version, rows=rows,
         train_rows=candidate.train_rows, holdout=holdout, move=move)
+    if canary is not None:
+        record["rollout"] = canary
     if candidate.trained_now:
         decision.log_on_run(client, candidate.model.run_id, record)
     else:
@@ -176,6 +184,45 @@ def promote_and_record(cfg: Config, client: MlflowClient, candidate: Candidate,
         record["forced"] = bool(force)
         decision.log_as_event(client, cfg, record)
     return record
+
+
+def _start_canary(cfg: Config, client: MlflowClient, candidate: Candidate, judged: Judgement,
+                  holdout: Dataset, version: str, *, decision_id: str, trigger: str,
+                  reason: str | None) -> tuple[Judgement, dict[str, Any] | None]:
+    """The canary instead of the champion move: re-checked against a champion that changed,
+    and against a running canary, which it replaces only if it beats it (same gate)."""
+    def recheck(current: str | None) -> bool:
+        nonlocal judged
+        judged = judge(cfg, candidate, load_champion(cfg, client, current) if current else None,
+                       holdout, reason=reason)
+        return judged.verdict.promotes
+
+    def beats_canary(canary_version: str) -> tuple[bool, str]:
+        against = judge(cfg, candidate, load_champion(cfg, client, canary_version), holdout,
+                        reason=reason)
+        return against.verdict.promotes, against.verdict.reason
+
+    assert judged.champion is not None
+    started = rollout_start.start_canary(
+        cfg, client, version, judged_against=judged.champion.version,
+        gate_reason=judged.verdict.reason, recheck=recheck, beats_canary=beats_canary,
+        decision_id=decision_id, reason=reason, trigger=trigger)
+    judged.verdict = gate.Verdict(started.decision, started.started, started.reason,
+                                  judged.verdict.checks)
+    return judged, started.canary
+
+
+def passes_gate(cfg: Config, client: MlflowClient, version: str,
+                against: str | None) -> tuple[bool, str]:
+    """Judge registered `version` against version `against` with the gate on the current
+    holdout, recording nothing: the re-check of a canary whose champion changed."""
+    rows = data_mod.load(cfg)
+    _, holdout = data_mod.split(rows, cfg.split)
+    mv = registry.get_version(client, cfg.model, version)
+    candidate = registered_candidate(cfg, client, version, mv, holdout)
+    judged = judge(cfg, candidate, load_champion(cfg, client, against) if against else None,
+                   holdout)
+    return judged.verdict.promotes, judged.verdict.reason
 
 
 def judge(cfg: Config, candidate: Candidate, champion: Champion | None, holdout: Dataset, *,

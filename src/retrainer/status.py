@@ -1,4 +1,4 @@
-"""What `retrainer status` shows: the three aliases and the last decision."""
+"""What `retrainer status` shows: the aliases (and a running canary) and the last decision."""
 
 from __future__ import annotations
 
@@ -31,9 +31,21 @@ def model_status(cfg: Any) -> dict[str, Any]:
             # (its transition to Production, unless edited since) is the closest there is.
             doc["champion"]["since"] = _ms_iso(found[0].last_updated_timestamp)
             doc["champion"]["since_source"] = "last_updated (legacy stage)"
+    doc["rollout_mode"] = cfg.rollout.mode
+    doc["canary"] = _canary(client, cfg)
     doc["last_decision"] = last_decision(client, cfg)
     doc["journal"] = registry.pending_journal(client, cfg.model)
     return doc
+
+
+def _canary(client: Any, cfg: Any) -> dict[str, Any] | None:
+    """The running canary: its version entry plus since, share and the champion beside it."""
+    running = registry.read_canary(client, cfg.model)
+    if running is None:
+        return None
+    entry = _entry(client, cfg, str(running["version"]))
+    keep = ("since", "share", "sticky_header", "replaced", "adopted")
+    return {**entry, **{k: running.get(k) for k in keep}, "beside": running.get("champion")}
 
 
 def _ms_iso(ms: Any) -> str | None:

@@ -14,7 +14,7 @@ from retrainer.errors import GateRejected, UserError
 # Importing a command module registers its commands on the app; --help lists them in
 # this order.
 COMMAND_MODULES = ("init_demo", "run_promote", "status_history", "drift_watch",
-                   "serve_predict")
+                   "serve_predict", "rollout")
 for _module in COMMAND_MODULES:
     importlib.import_module(f"retrainer.cli.{_module}")
 

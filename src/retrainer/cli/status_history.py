@@ -24,7 +24,8 @@ from retrainer.errors import UserError
 @app.command()
 def status(config: ConfigOpt = None, tracking_uri: TrackingOpt = None,
            as_json: JsonOpt = False) -> None:
-    """Champion, challenger and previous: version, run, metrics, since when; last decision."""
+    """Champion, challenger, previous (and a running canary): version, run, metrics, since
+    when; last decision."""
     from retrainer.status import model_status
 
     cfg = load_config(config, tracking_uri)
@@ -47,7 +48,17 @@ def status(config: ConfigOpt = None, tracking_uri: TrackingOpt = None,
         table.add_row(role, entry["version"], (entry.get("run_id") or "-")[:12],
                       entry.get("since") or "-",
                       *(_num(entry["metrics"].get(m)) for m in doc["metrics"]))
+    canary = doc.get("canary")
+    if canary:
+        table.add_row("canary", canary["version"], (canary.get("run_id") or "-")[:12],
+                      canary.get("since") or "-",
+                      *(_num(canary["metrics"].get(m)) for m in doc["metrics"]))
     console.print(table)
+    if canary:
+        console.print(f"canary: version {canary['version']} answers "
+                      f"{(canary.get('share') or 0):.0%} of requests beside champion "
+                      f"{canary.get('beside')} since {canary.get('since')} "
+                      "(`retrainer rollout status` for its guardrails)")
     last = doc.get("last_decision")
     if last:
         console.print(f"last decision: [bold]{last['decision']}[/bold] at {last.get('at')} "
