@@ -8,7 +8,13 @@ worker each, both servers on 127.0.0.1 only. For each of a one-row and a 1,000-r
 alternating between the two servers. A last run loads retrainer while the champion
 alias moves between two versions every second, counting failed requests during swaps.
 
+The canary run: one `retrainer serve` in `rollout.mode: canary` (so writing the inference
+log, which canary mode requires), one-row load, alternating between no canary and a
+canary at 10% (the `canary` alias set and removed between runs), three runs of each:
+what the routing costs, against the target of under 5%.
+
     .venv/bin/python bench/serve.py [--duration 10] [--warmup 2] [--connections 8]
+                                    [--only-canary] [--canary-rounds 3]
 
 Prints a table and writes bench/results/serve.json.
 """
@@ -36,6 +42,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "serve.json"
 MODEL = "bench-diabetes"
 TARGETS = {"one_row": 5.0, "rows_1000": 3.0}
+CANARY_COST_TARGET = 0.05  # a 10% canary costs under 5% of throughput
 
 LUA = """
 wrk.method = "POST"
@@ -195,6 +202,8 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=10, help="seconds of load per run")
     ap.add_argument("--warmup", type=float, default=2, help="seconds of unmeasured load first")
     ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--only-canary", action="store_true", help="only the canary run")
+    ap.add_argument("--canary-rounds", type=int, default=3, help="runs per canary state")
     args = ap.parse_args()
     wrk = ensure_wrk()
 
@@ -264,6 +273,16 @@ def main() -> None:
             "--workers",
             "1",
         ]
+        if args.only_canary:
+            canary = canary_cost(wrk, root, uri, scripts["one_row"], env, args)
+            report = {"command": "python bench/serve.py " + " ".join(sys.argv[1:]),
+                      "canary": canary}
+            print_canary(canary)
+            out = RESULTS.with_name("serve_canary.json")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(report, indent=2) + "\n")
+            print(f"\nwritten: {out.relative_to(HERE.parent)}")
+            return
         servers = [
             Server("mlflow models serve", mlflow_cmd, p1, env),
             Server("retrainer serve", retrainer_cmd, p2, env),
@@ -294,12 +313,18 @@ def main() -> None:
                 )
 
         swaps = swap_under_load(wrk, servers[1], scripts["one_row"], uri, versions, args)
+        for s in servers:  # the canary run has the machine to itself
+            s.stop()
+        servers = []
+        canary = canary_cost(wrk, root, uri, scripts["one_row"], env, args)
     finally:
         for s in servers:
             s.stop()
         shutil.rmtree(root, ignore_errors=True)
 
     report = summarise(results, swaps, startup, args)
+    report["canary"] = canary
+    report["targets_met"] = report["targets_met"] and canary["met"]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report)
@@ -343,6 +368,101 @@ def swap_under_load(
     res["alias_moves"] = len(moves)
     res["swaps"] = swaps_total() - before
     return res
+
+
+def canary_cost(
+    wrk: str, root: Path, uri: str, script: Path, env: dict[str, str], args: argparse.Namespace
+) -> dict[str, Any]:
+    """One retrainer server in canary mode, alternating no canary / a canary at 10%."""
+    import statistics
+
+    from mlflow import MlflowClient
+
+    config = root / "retrainer-canary.yaml"
+    config.write_text(
+        f"model: {MODEL}\ntracking_uri: {uri}\ndata: {{source: unused.csv}}\n"
+        "train: {estimator: sklearn.linear_model.Ridge}\n"
+        f"serve: {{poll_seconds: 0.5, inference_log: {root / 'inference-log'}}}\n"
+        "rollout: {mode: canary, canary_share: 0.1}\n"
+    )
+    port = free_port()
+    cmd = [sys.executable, "-m", "retrainer", "serve", "-c", str(config), "--host",
+           "127.0.0.1", "--port", str(port), "--workers", "1"]
+    server = Server("retrainer serve (canary mode)", cmd, port, env)
+    client = MlflowClient(tracking_uri=uri)
+    runs: dict[str, list[dict[str, Any]]] = {"no_canary": [], "canary_10pct": []}
+    try:
+        server.wait_ready()
+
+        def canary_version() -> str | None:
+            with urllib.request.urlopen(server.url + "/health", timeout=10) as r:
+                return json.loads(r.read()).get("canary", {}).get("version")
+
+        def state(on: bool) -> None:
+            if on:
+                client.set_registered_model_alias(MODEL, "canary", "2")
+            else:
+                with contextlib.suppress(Exception):
+                    client.delete_registered_model_alias(MODEL, "canary")
+            deadline = time.monotonic() + 60
+            while (canary_version() == "2") != on:
+                if time.monotonic() > deadline:
+                    sys.exit("the server did not follow the canary alias")
+                time.sleep(0.2)
+
+        for _ in range(args.canary_rounds):
+            for name, on in (("no_canary", False), ("canary_10pct", True)):
+                state(on)
+                run_wrk(wrk, server.url, script, args.warmup, args.connections)
+                r = run_wrk(wrk, server.url, script, args.duration, args.connections)
+                runs[name].append(r)
+                print(f"canary    {name:13s} {r['req_per_s']:9.1f} req/s  p99 {r['p99_ms']}ms"
+                      f"  non-2xx {r['non_2xx']}", file=sys.stderr)
+        with urllib.request.urlopen(server.url + "/metrics", timeout=10) as r:
+            metrics = r.read().decode()
+    finally:
+        server.stop()
+    by_role = {"champion": 0, "canary": 0}
+    for line in metrics.splitlines():
+        if line.startswith("retrainer_serving_invocations_total{"):
+            for role in by_role:
+                if f'role="{role}"' in line:
+                    by_role[role] += int(float(line.split()[-1]))
+    med = {
+        name: {
+            "req_per_s": statistics.median(r["req_per_s"] for r in rs),
+            "p99_ms": statistics.median(r["p99_ms"] for r in rs),
+            "non_2xx": sum(r["non_2xx"] for r in rs),
+            "runs": rs,
+        }
+        for name, rs in runs.items()
+    }
+    base, canary = med["no_canary"], med["canary_10pct"]
+    cost = 1 - canary["req_per_s"] / base["req_per_s"]
+    total = sum(by_role.values())
+    return {
+        "load": f"wrk -t1 -c{args.connections} -d{round(args.duration)}s one-row, "
+        f"{args.canary_rounds} alternating runs per state, medians",
+        "no_canary": base,
+        "canary_10pct": canary,
+        "throughput_cost": round(cost, 4),
+        "p99_ratio": round(canary["p99_ms"] / base["p99_ms"], 3) if base["p99_ms"] else None,
+        "canary_share_observed": round(by_role["canary"] / total, 4) if total else None,
+        "target_cost": CANARY_COST_TARGET,
+        "met": cost < CANARY_COST_TARGET and canary["non_2xx"] == 0 and base["non_2xx"] == 0,
+    }
+
+
+def print_canary(c: dict[str, Any]) -> None:
+    b, k = c["no_canary"], c["canary_10pct"]
+    print(f"\ncanary routing ({c['load']}):")
+    print("| run | req/s | p99 ms | non-2xx |")
+    print("|---|---:|---:|---:|")
+    print(f"| no canary | {b['req_per_s']:.0f} | {b['p99_ms']} | {b['non_2xx']} |")
+    print(f"| canary at 10% | {k['req_per_s']:.0f} | {k['p99_ms']} | {k['non_2xx']} |")
+    print(f"throughput cost {c['throughput_cost']:.1%} (target < {c['target_cost']:.0%}), "
+          f"p99 ratio {c['p99_ratio']}, canary share observed "
+          f"{c['canary_share_observed']:.1%}: {'met' if c['met'] else 'NOT met'}")
 
 
 def summarise(
@@ -421,6 +541,7 @@ def print_table(report: dict[str, Any]) -> None:
         f"({s['swaps']} swaps): {s['req_per_s']:.0f} req/s, p99 {s['p99_ms']} ms, "
         f"non-2xx {s['non_2xx']}, socket errors {s['socket_errors']}"
     )
+    print_canary(report["canary"])
     print(f"targets met: {report['targets_met']}")
 
 

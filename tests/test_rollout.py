@@ -83,6 +83,11 @@ def test_the_canary_answers_its_share_and_a_sticky_header_keeps_each_key_on_one_
     assert status["requests"]["canary"]["requests"] == canary_n
     assert status["requests"]["champion"]["requests"] == 1200 - canary_n
     assert not status["ready"] and "the bake: 55.0 of 60 min left" in status["waiting_for"]
+    from retrainer.status import model_status
+
+    shown = model_status(cfg)  # `retrainer status` shows it beside the champion
+    assert (shown["canary"]["version"], shown["canary"]["beside"], shown["canary"]["share"],
+            shown["canary"]["since"]) == ("2", "1", 0.3, since)
 
 
 def test_a_candidate_that_raises_on_unseen_inputs_is_aborted_while_the_champion_serves(

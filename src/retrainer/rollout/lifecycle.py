@@ -181,19 +181,23 @@ def advance_canary(client: MlflowClient, cfg: Config, now: datetime,
         return None
     view = judge_canary(client, cfg, canary, now)
     doc = view.public()
-    if view.tripped:
-        reason = "guardrail tripped: " + "; ".join(line.detail for line in view.tripped)
-        _abort(client, cfg, view, reason, trigger="guardrail")
-        doc.update(action="aborted", reason=reason)
-    elif view.ready:
-        passing = "; ".join(line.detail for line in view.lines) or "no guardrails configured"
-        reason = (f"baked {(now - view.since).total_seconds() / 60:.0f} min with "
-                  f"{view.traffic['canary']['scored']} canary requests, every guardrail "
-                  f"holding: {passing}")
-        move, why = _complete(client, cfg, view, reason, "rollout", rejudge)
-        doc.update(action="completed" if move else "aborted", reason=reason if move else why)
-    else:
-        doc.update(action="baking", reason="waiting for " + "; ".join(view.waiting_for))
+    try:
+        if view.tripped:
+            reason = "guardrail tripped: " + "; ".join(line.detail for line in view.tripped)
+            _abort(client, cfg, view, reason, trigger="guardrail")
+            doc.update(action="aborted", reason=reason)
+        elif view.ready:
+            passing = "; ".join(line.detail for line in view.lines) or "no guardrails set"
+            reason = (f"baked {(now - view.since).total_seconds() / 60:.0f} min with "
+                      f"{view.traffic['canary']['scored']} canary requests, every guardrail "
+                      f"holding: {passing}")
+            move, why = _complete(client, cfg, view, reason, "rollout", rejudge)
+            doc.update(action="completed" if move else "aborted",
+                       reason=reason if move else why)
+        else:
+            doc.update(action="baking", reason="waiting for " + "; ".join(view.waiting_for))
+    except UserError as err:  # someone finished or replaced it while this one judged
+        doc.update(action="baking", reason=f"not acted on: {err}")
     return doc
 
 
