@@ -20,6 +20,7 @@ from conftest import edit_config, run_cli
 from retrainer.config import load
 from retrainer.history import model_history
 from retrainer.rollout.lifecycle import rollout_status
+from retrainer.triggers.clock import utcnow
 from retrainer.triggers.daemon import watch_once
 from rollout_helpers import (
     aliases,
@@ -45,7 +46,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:X does not have valid feature na
 
 def test_the_canary_answers_its_share_and_a_sticky_header_keeps_each_key_on_one_model(
         canary_proj: Path) -> None:
-    edit_config(canary_proj, rollout={"sticky_header": "X-User-Id"})
+    edit_config(canary_proj, rollout={"sticky_header": "X-User-Id",
+                                      "guardrails": {"max_prediction_psi": 0.2}})
     frame = rows(canary_proj)
     one = [body(frame.iloc[[i % len(frame)]]) for i in range(1000)]
     with ThreadServer(serving_app(canary_proj)) as server:
@@ -79,10 +81,12 @@ def test_the_canary_answers_its_share_and_a_sticky_header_keeps_each_key_on_one_
     assert 'canary_version{model="diabetes-ridge",version="2",share="0.3"} 1' in metrics
     cfg = load_cfg(canary_proj)
     since = running_canary(canary_proj)["since"]
-    status = rollout_status(client(canary_proj), cfg, at(since, 5))["canary"]
+    status = rollout_status(client(canary_proj), cfg, utcnow())["canary"]
     assert status["requests"]["canary"]["requests"] == canary_n
     assert status["requests"]["champion"]["requests"] == 1200 - canary_n
-    assert not status["ready"] and "the bake: 55.0 of 60 min left" in status["waiting_for"]
+    assert not status["ready"] and status["waiting_for"][0].startswith("the bake: ")
+    psi = next(g for g in status["guardrails"] if g["name"] == "prediction_psi")
+    assert psi["state"] == "holding", psi  # two close Ridge models on the same inputs
     from retrainer.status import model_status
 
     shown = model_status(cfg)  # `retrainer status` shows it beside the champion
@@ -170,10 +174,11 @@ def test_two_servers_share_one_canary_which_completes_after_the_bake_and_min_req
         assert logged["request_id"].str.split("-").str[0].nunique() == 2  # two processes
 
         since = running_canary(canary_proj)["since"]
-        early = watch_once(load(config), now=at(since, 30)).to_json()["rollout"][0]
+        early = watch_once(load(config)).to_json()["rollout"][0]  # now: within the bake
         assert early["action"] == "baking"
         assert early["requests"]["canary"]["scored"] == sum(canary_each)
-        assert early["waiting_for"] == ["the bake: 30.0 of 60 min left"]
+        assert len(early["waiting_for"]) == 1 and early["waiting_for"][0].startswith(
+            "the bake: "), early["waiting_for"]
 
         done = run_cli("watch", "--once", "--json", "--now",
                        at(since, 61).isoformat(), cwd=canary_proj)

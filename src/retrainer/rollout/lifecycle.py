@@ -38,6 +38,9 @@ log = logging.getLogger("retrainer")
 
 #: rejudge(version, against) -> (passes, why): the gate, for a re-check at completion.
 Rejudge = Callable[[str, str | None], tuple[bool, str]]
+#: The history event (and notification) of each action a judgement can take.
+EVENTS = {"aborted": "rollout_aborted", "completed": "rollout_completed",
+          "auto_rollback": "auto_rollback"}
 #: Moves after which the guard does not watch (it was a step back, not forward).
 _NOT_PROMOTIONS = {"rollback", "auto_rollback"}
 
@@ -220,10 +223,10 @@ def finish_by_hand(client: MlflowClient, cfg: Config, action: str, reason: str,
     if action == "abort":
         _abort(client, cfg, view, text, trigger="manual")
         doc.update(action="aborted", reason=text)
-        return doc
+        return _named(doc)
     move, why = _complete(client, cfg, view, text, "manual", rejudge)
     doc.update(action="completed" if move else "aborted", reason=text if move else why)
-    return doc
+    return _named(doc)
 
 
 # --------------------------------------------------------------------------- the guard
@@ -285,6 +288,13 @@ def guard_promotion(client: MlflowClient, cfg: Config, now: datetime) -> dict[st
 
 # --------------------------------------------------------------------------- entry points
 
+def _named(doc: dict[str, Any]) -> dict[str, Any]:
+    """`event`: the history event an action recorded (what notifications are keyed by)."""
+    if doc["action"] in EVENTS:
+        doc["event"] = EVENTS[doc["action"]]
+    return doc
+
+
 def evaluate(client: MlflowClient, cfg: Config, now: datetime,
              rejudge: Rejudge | None = None) -> list[dict[str, Any]]:
     """One evaluation (what `watch` runs before its triggers): the canary, then the guard."""
@@ -294,7 +304,7 @@ def evaluate(client: MlflowClient, cfg: Config, now: datetime,
                  lambda: guard_promotion(client, cfg, now)):
         doc = step()
         if doc is not None:
-            out.append(doc)
+            out.append(_named(doc))
             if doc["action"] not in ("baking", "watching"):
                 level = logging.INFO if doc["action"] == "completed" else logging.WARNING
                 log.log(level, "%s %s: %s — %s", doc["kind"], doc["version"], doc["action"],
