@@ -124,17 +124,25 @@ def body(frame: pd.DataFrame) -> bytes:
                                            "data": frame.to_numpy().tolist()}}).encode()
 
 
-def send(url: str, bodies: list[bytes], headers: list[dict[str, str]] | None = None
-         ) -> list[tuple[int, str]]:
-    """POST each body to /invocations; (status, X-Model-Version) of each answer."""
-    out = []
-    with httpx.Client(base_url=url, timeout=60) as http:
-        for i, content in enumerate(bodies):
-            extra = headers[i] if headers else {}
-            r = http.post("/invocations", content=content,
-                          headers={"Content-Type": "application/json", **extra})
-            out.append((r.status_code, r.headers.get("x-model-version", "")))
-    return out
+def send(url: str, bodies: list[bytes], headers: list[dict[str, str]] | None = None,
+         clients: int = 4) -> list[tuple[int, str]]:
+    """POST each body to /invocations (from a few clients at once, as traffic comes);
+    (status, X-Model-Version) of each answer, in the order of `bodies`."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def part(k: int) -> list[tuple[int, tuple[int, str]]]:
+        out = []
+        with httpx.Client(base_url=url, timeout=60) as http:
+            for i in range(k, len(bodies), clients):
+                extra = headers[i] if headers else {}
+                r = http.post("/invocations", content=bodies[i],
+                              headers={"Content-Type": "application/json", **extra})
+                out.append((i, (r.status_code, r.headers.get("x-model-version", ""))))
+        return out
+
+    with ThreadPoolExecutor(clients) as pool:
+        done = [x for chunk in pool.map(part, range(clients)) for x in chunk]
+    return [answer for _, answer in sorted(done)]
 
 
 def count(answers: list[tuple[int, str]]) -> collections.Counter[tuple[int, str]]:

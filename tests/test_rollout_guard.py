@@ -4,6 +4,7 @@ at a time, finishing by hand, bad input; and the routing and guardrail rules the
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -172,20 +173,23 @@ BAD = {
 def test_bad_input_exits_2_with_nothing_changed(proj: Path) -> None:
     import yaml
 
+    from retrainer.config import load
+    from retrainer.errors import UserError
+
     raw = yaml.safe_load((proj / "retrainer.yaml").read_text())
-    for name, (change, _) in BAD.items():
+    for name, (change, expected) in BAD.items():
         (proj / f"{name}.yaml").write_text(yaml.safe_dump({**raw, **change}))
+        with pytest.raises(UserError, match=re.escape(expected)):
+            load(proj / f"{name}.yaml")
     before = registry_snapshot(proj)
-    commands = [(("rollout", "status", "-c", f"{name}.yaml"), proj, None) for name in BAD]
-    commands += [(("run", "-c", "log.yaml"), proj, None),
-                 (("rollout", "complete", "--reason", "ship it"), proj, None),
-                 (("rollout", "abort"), proj, None),
-                 (("rollout", "status", "--json"), proj, None)]
-    results, _ = run_all(commands)
-    for (name, (_, expected)), res in zip(BAD.items(), results):
-        assert res.code == 2 and expected in res.stderr, (name, res.stderr)
-        assert len(res.stderr.strip().splitlines()) == 1, (name, res.stderr)
-    run_bad, complete, abort, status = results[len(BAD):]
+    results, _ = run_all([(("rollout", "status", "-c", "share.yaml"), proj, None),
+                          (("run", "-c", "log.yaml"), proj, None),
+                          (("rollout", "complete", "--reason", "ship it"), proj, None),
+                          (("rollout", "abort"), proj, None),
+                          (("rollout", "status", "--json"), proj, None)])
+    share, run_bad, complete, abort, status = results
+    assert share.code == 2 and len(share.stderr.strip().splitlines()) == 1, share.stderr
+    assert "rollout.canary_share" in share.stderr
     assert run_bad.code == 2 and "needs serve.inference_log" in run_bad.stderr
     assert complete.code == 2 and "has no canary running: nothing to complete" in \
         complete.stderr
