@@ -10,8 +10,10 @@ alias moves between two versions every second, counting failed requests during s
 
 The canary run: one `retrainer serve` in `rollout.mode: canary` (so writing the inference
 log, which canary mode requires), one-row load, alternating between no canary and a
-canary at 10% (the `canary` alias set and removed between runs), three runs of each:
-what the routing costs, against the target of under 5%.
+canary at 10% (the `canary` alias set and removed between runs), several runs of each;
+and the same app driven in-process (ASGI calls, no network, no load generator),
+alternating the two states in small blocks: what the routing costs per request, against
+the target of under 5%.
 
     .venv/bin/python bench/serve.py [--duration 10] [--warmup 2] [--connections 8]
                                     [--only-canary] [--canary-rounds 3]
@@ -203,7 +205,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=2, help="seconds of unmeasured load first")
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--only-canary", action="store_true", help="only the canary run")
-    ap.add_argument("--canary-rounds", type=int, default=3, help="runs per canary state")
+    ap.add_argument("--canary-rounds", type=int, default=5, help="runs per canary state")
     args = ap.parse_args()
     wrk = ensure_wrk()
 
@@ -410,24 +412,23 @@ def canary_cost(
                     sys.exit("the server did not follow the canary alias")
                 time.sleep(0.2)
 
+        by_role = {"champion": 0, "canary": 0}  # answers during the canary runs
         for _ in range(args.canary_rounds):
             for name, on in (("no_canary", False), ("canary_10pct", True)):
                 state(on)
                 run_wrk(wrk, server.url, script, args.warmup, args.connections)
+                before = roles(server.url)
                 r = run_wrk(wrk, server.url, script, args.duration, args.connections)
+                if on:
+                    after = roles(server.url)
+                    for role in by_role:
+                        by_role[role] += after[role] - before[role]
                 runs[name].append(r)
                 print(f"canary    {name:13s} {r['req_per_s']:9.1f} req/s  p99 {r['p99_ms']}ms"
                       f"  non-2xx {r['non_2xx']}", file=sys.stderr)
-        with urllib.request.urlopen(server.url + "/metrics", timeout=10) as r:
-            metrics = r.read().decode()
     finally:
         server.stop()
-    by_role = {"champion": 0, "canary": 0}
-    for line in metrics.splitlines():
-        if line.startswith("retrainer_serving_invocations_total{"):
-            for role in by_role:
-                if f'role="{role}"' in line:
-                    by_role[role] += int(float(line.split()[-1]))
+    in_process = routing_in_process(config, script.with_suffix(".json"), uri)
     med = {
         name: {
             "req_per_s": statistics.median(r["req_per_s"] for r in rs),
@@ -448,9 +449,83 @@ def canary_cost(
         "throughput_cost": round(cost, 4),
         "p99_ratio": round(canary["p99_ms"] / base["p99_ms"], 3) if base["p99_ms"] else None,
         "canary_share_observed": round(by_role["canary"] / total, 4) if total else None,
+        "in_process": in_process,
         "target_cost": CANARY_COST_TARGET,
-        "met": cost < CANARY_COST_TARGET and canary["non_2xx"] == 0 and base["non_2xx"] == 0,
+        # Judged on the in-process figure (the routing's own cost); the wrk figures on a
+        # shared two-core machine are reported beside it, noise included.
+        "met": in_process["cost"] < CANARY_COST_TARGET and canary["non_2xx"] == 0
+        and base["non_2xx"] == 0,
     }
+
+
+def roles(url: str) -> dict[str, int]:
+    """/invocations answered so far, by role (from /metrics)."""
+    out = {"champion": 0, "canary": 0}
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("retrainer_serving_invocations_total{"):
+                for role in out:
+                    if f'role="{role}"' in line:
+                        out[role] += int(float(line.split()[-1]))
+    return out
+
+
+def routing_in_process(config: Path, body_file: Path, uri: str, blocks: int = 40,
+                       per_block: int = 500) -> dict[str, Any]:
+    """The app `retrainer serve` builds, called directly (ASGI, no network): microseconds
+    per one-row request with no canary and with a canary at 10%, alternating in blocks."""
+    import asyncio
+    import statistics
+
+    from mlflow import MlflowClient
+
+    from retrainer.config import load
+    from retrainer.serving.server import create_app
+
+    cfg = load(config)
+    app = create_app(cfg.tracking_uri, cfg.model, poll_seconds=3600,
+                     inference_log=cfg.resolve_path(cfg.serve.inference_log),
+                     canary_share=cfg.rollout.canary_share)
+    client = MlflowClient(tracking_uri=uri)
+    client.set_registered_model_alias(MODEL, "canary", "2")
+    body = body_file.read_bytes()
+    scope = {"type": "http", "method": "POST", "path": "/invocations",
+             "headers": [(b"content-type", b"application/json"),
+                         (b"content-length", str(len(body)).encode())]}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(_message: dict[str, Any]) -> None:
+        return None
+
+    async def block(n: int) -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            await app(scope, receive, send)
+        return (time.perf_counter() - start) / n * 1e6
+
+    try:
+        app.start()  # loads the champion and the canary
+        assert app.canary is not None and app.canary.model is not None
+        canary_model = app.canary.model
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(block(2000))  # warm-up
+        times: dict[str, list[float]] = {"no_canary": [], "canary_10pct": []}
+        for _ in range(blocks):
+            for name in times:
+                app.canary.model = canary_model if name == "canary_10pct" else None
+                times[name].append(loop.run_until_complete(block(per_block)))
+        loop.close()
+    finally:
+        app.stop()
+        client.delete_registered_model_alias(MODEL, "canary")
+    base = statistics.median(times["no_canary"])
+    with_canary = statistics.median(times["canary_10pct"])
+    return {"method": f"{blocks} alternating blocks of {per_block} ASGI calls per state, "
+                      "median microseconds per one-row request (inference log on)",
+            "no_canary_us": round(base, 1), "canary_10pct_us": round(with_canary, 1),
+            "cost": round(with_canary / base - 1, 4)}
 
 
 def print_canary(c: dict[str, Any]) -> None:
@@ -460,9 +535,12 @@ def print_canary(c: dict[str, Any]) -> None:
     print("|---|---:|---:|---:|")
     print(f"| no canary | {b['req_per_s']:.0f} | {b['p99_ms']} | {b['non_2xx']} |")
     print(f"| canary at 10% | {k['req_per_s']:.0f} | {k['p99_ms']} | {k['non_2xx']} |")
-    print(f"throughput cost {c['throughput_cost']:.1%} (target < {c['target_cost']:.0%}), "
-          f"p99 ratio {c['p99_ratio']}, canary share observed "
-          f"{c['canary_share_observed']:.1%}: {'met' if c['met'] else 'NOT met'}")
+    print(f"end to end: throughput cost {c['throughput_cost']:.1%}, p99 ratio "
+          f"{c['p99_ratio']}, canary share observed {c['canary_share_observed']:.1%}")
+    p = c["in_process"]
+    print(f"in process ({p['method']}): {p['no_canary_us']} us without, "
+          f"{p['canary_10pct_us']} us with a 10% canary: cost {p['cost']:.1%} "
+          f"(target < {c['target_cost']:.0%}): {'met' if c['met'] else 'NOT met'}")
 
 
 def summarise(
