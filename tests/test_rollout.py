@@ -153,6 +153,8 @@ def test_two_servers_share_one_canary_which_completes_after_the_bake_and_min_req
         canary_proj: Path) -> None:
     """Two server processes write one request log: min_requests is met only by their
     traffic together; the completed canary becomes champion and both servers move."""
+    # p99 of ~30 answers per side on a shared two-core machine is one slow request: the
+    # latency guardrail gets room here (its rule is tested on its own).
     canary_config(canary_proj, canary_share=0.5, min_requests=45,
                   guardrails={"max_latency_p99_ratio": 5.0})
     config = str(canary_proj / "retrainer.yaml")
