@@ -6,7 +6,10 @@ tracking store, as runs of the model's experiment tagged ``retrainer.model``:
 - a cycle run (``retrainer.kind=cycle``) per retrain cycle, with ``decision.json``;
 - an event run (``retrainer.kind=event``) per manual/forced promotion judgement
   (``retrainer.record=decision``), per alias move (``record=move``: first champion,
-  promotion, rollback) and per repair of a half-done move (``record=repair``).
+  promotion, rollback) and per repair of a half-done move (``record=repair``);
+- rollout steps (docs/rollout.md): a cycle or promotion decided ``canary_started``; event
+  runs ``rollout_aborted`` (a decision), ``rollout_completed`` and ``auto_rollback``
+  (a decision joined with its champion move by the decision id).
 
 Each run carries a summary in its tags (see `registry.summary_tags`), so the whole history
 is one paged `search_runs`, no artifact downloads. A move made by a decision is shown on
