@@ -138,27 +138,17 @@ def test_a_candidate_that_raises_on_unseen_inputs_is_aborted_while_the_champion_
     assert "model-error rate" in entry["reason"]
 
 
-SERVE = """
-import sys
-from retrainer.config import load
-from retrainer.serving.server import serve
-cfg = load(sys.argv[1])
-serve(cfg.tracking_uri, cfg.model, port=int(sys.argv[2]), poll_seconds=0.3,
-      log_flush_seconds=0.3, inference_log=cfg.resolve_path(cfg.serve.inference_log),
-      canary_share=cfg.rollout.canary_share, sticky_header=cfg.rollout.sticky_header)
-"""
-
-
 def test_two_servers_share_one_canary_which_completes_after_the_bake_and_min_requests(
         canary_proj: Path) -> None:
-    """Two server processes write one request log: min_requests is met only by their
-    traffic together; the completed canary becomes champion and both servers move."""
+    """Two `retrainer serve` processes write one request log: min_requests is met only by
+    their traffic together; the completed canary becomes champion and both servers move."""
     # p99 of ~30 answers per side on a shared two-core machine is one slow request: the
     # latency guardrail gets room here (its rule is tested on its own).
     canary_config(canary_proj, canary_share=0.5, min_requests=45,
                   guardrails={"max_latency_p99_ratio": 5.0})
     config = str(canary_proj / "retrainer.yaml")
-    servers = [ProcessServer([sys.executable, "-c", SERVE, config, str(port)], port)
+    servers = [ProcessServer([sys.executable, "-m", "retrainer", "serve", "-c", config,
+                              "--port", str(port), "--poll-seconds", "0.3"], port)
                for port in (free_port(), free_port())]
     frame = rows(canary_proj)
     bodies = [body(frame.iloc[[i]]) for i in range(60)]

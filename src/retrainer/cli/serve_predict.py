@@ -48,8 +48,11 @@ def serve(
     opts = cfg.serve
     alias = cfg.promote.alias
     rollout = cfg.rollout
-    canary = (f", and @canary for {rollout.canary_share:.0%} of requests while one runs"
-              + (f" (sticky by {rollout.sticky_header})" if rollout.sticky_header else ""))
+    # Canary mode: also follow the `canary` alias and answer its share of requests.
+    share = rollout.canary_share if rollout.mode == "canary" else 0.0
+    canary = (f", and @canary for {share:.0%} of requests while one runs"
+              + (f" (sticky by {rollout.sticky_header})" if rollout.sticky_header else "")
+              if share else "")
     terminal(stderr=True).print(
         f"serving {cfg.model}@{alias}{canary} from {cfg.tracking_uri} on http://{host}:{port} "
         f"({workers} worker{'s' if workers > 1 else ''})")
@@ -61,7 +64,7 @@ def serve(
         shadow=opts.shadow,
         max_body_bytes=int(opts.max_body_mb * 2**20),
         registry_uri=absolutize_uri(cfg.registry_uri, cfg.base_dir) if cfg.registry_uri else None,
-        canary_share=rollout.canary_share, sticky_header=rollout.sticky_header,
+        canary_share=share, sticky_header=rollout.sticky_header,
     )
 
 
