@@ -159,6 +159,35 @@ def test_a_canary_finished_by_hand_is_recorded_with_its_actor(canary_session: Pa
     assert again.code == 2 and "has no canary running" in again.stderr
 
 
+def test_completion_re_checks_against_a_champion_that_changed_during_the_canary(
+        canary_proj: Path) -> None:
+    """Version 3 was forced in while version 2 baked: completing judges 2 again, with
+    the gate, against 3 (the champion of that moment), through the same locked move."""
+    from sklearn.linear_model import Ridge
+
+    from retrainer import cycle, registry
+    from retrainer.rollout.lifecycle import finish_by_hand
+    from retrainer.triggers.clock import utcnow
+
+    poor = register_plain(f"sqlite:///{canary_proj / 'mlflow.db'}", Ridge(alpha=1000.0),
+                          canary_proj / "data" / "diabetes.csv", canary_proj / "ds-artifacts")
+    cfg = load_cfg(canary_proj)
+    forced = cycle.judge_version(cfg, poor, force=True, reason="incident")
+    assert forced["move"]["champion"] == poor  # --force is instant, even in canary mode
+    assert running_canary(canary_proj)["champion"] == "1"  # judged against 1
+    c = registry.connect(cfg)
+    asked: list[tuple[str, str | None]] = []
+
+    def rejudge(version: str, against: str | None) -> tuple[bool, str]:
+        asked.append((version, against))
+        return cycle.passes_gate(cfg, c, version, against)
+
+    doc = finish_by_hand(c, cfg, "complete", "ship it", utcnow(), rejudge=rejudge)
+    assert asked == [("2", poor)]
+    assert doc["action"] == "completed" and doc["event"] == "rollout_completed"
+    assert aliases(canary_proj)["champion"] == "2" and aliases(canary_proj)["previous"] == poor
+
+
 BAD = {
     "share": ({"rollout": {"canary_share": 1.5}}, "rollout.canary_share"),
     "mode": ({"rollout": {"mode": "blue"}}, "rollout.mode"),
