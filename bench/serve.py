@@ -205,7 +205,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=2, help="seconds of unmeasured load first")
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--only-canary", action="store_true", help="only the canary run")
-    ap.add_argument("--canary-rounds", type=int, default=5, help="runs per canary state")
+    ap.add_argument("--canary-rounds", type=int, default=8, help="runs per canary state")
+    ap.add_argument("--canary-duration", type=float, default=5,
+                    help="seconds of load per canary run (short runs, many rounds: the "
+                         "paired ratios see less of the machine's drift)")
     args = ap.parse_args()
     wrk = ensure_wrk()
 
@@ -418,7 +421,7 @@ def canary_cost(
                 state(on)
                 run_wrk(wrk, server.url, script, args.warmup, args.connections)
                 before = roles(server.url)
-                r = run_wrk(wrk, server.url, script, args.duration, args.connections)
+                r = run_wrk(wrk, server.url, script, args.canary_duration, args.connections)
                 if on:
                     after = roles(server.url)
                     for role in by_role:
@@ -432,7 +435,7 @@ def canary_cost(
     med = {
         name: {
             "req_per_s": statistics.median(r["req_per_s"] for r in rs),
-            "p99_ms": statistics.median(r["p99_ms"] for r in rs),
+            "p99_ms": round(statistics.median(r["p99_ms"] for r in rs), 2),
             "non_2xx": sum(r["non_2xx"] for r in rs),
             "runs": rs,
         }
@@ -440,13 +443,19 @@ def canary_cost(
     }
     base, canary = med["no_canary"], med["canary_10pct"]
     cost = 1 - canary["req_per_s"] / base["req_per_s"]
+    # Each canary run against the no-canary run just before it: the machine's slow drift
+    # (other work on a shared host) cancels out of each ratio.
+    paired = sorted(k["req_per_s"] / n["req_per_s"]
+                    for n, k in zip(runs["no_canary"], runs["canary_10pct"], strict=True))
     total = sum(by_role.values())
     return {
-        "load": f"wrk -t1 -c{args.connections} -d{round(args.duration)}s one-row, "
+        "load": f"wrk -t1 -c{args.connections} -d{round(args.canary_duration)}s one-row, "
         f"{args.canary_rounds} alternating runs per state, medians",
         "no_canary": base,
         "canary_10pct": canary,
         "throughput_cost": round(cost, 4),
+        "paired_cost_median": round(1 - statistics.median(paired), 4),
+        "paired_ratios": [round(x, 3) for x in paired],
         "p99_ratio": round(canary["p99_ms"] / base["p99_ms"], 3) if base["p99_ms"] else None,
         "canary_share_observed": round(by_role["canary"] / total, 4) if total else None,
         "in_process": in_process,
@@ -535,7 +544,9 @@ def print_canary(c: dict[str, Any]) -> None:
     print("|---|---:|---:|---:|")
     print(f"| no canary | {b['req_per_s']:.0f} | {b['p99_ms']} | {b['non_2xx']} |")
     print(f"| canary at 10% | {k['req_per_s']:.0f} | {k['p99_ms']} | {k['non_2xx']} |")
-    print(f"end to end: throughput cost {c['throughput_cost']:.1%}, p99 ratio "
+    print(f"end to end: throughput cost {c['throughput_cost']:.1%} (medians), "
+          f"{c['paired_cost_median']:.1%} (median of paired runs; ratios "
+          f"{c['paired_ratios']}), p99 ratio "
           f"{c['p99_ratio']}, canary share observed {c['canary_share_observed']:.1%}")
     p = c["in_process"]
     print(f"in process ({p['method']}): {p['no_canary_us']} us without, "
