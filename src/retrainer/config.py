@@ -277,6 +277,42 @@ class NotifyConfig(_Strict):
         return value
 
 
+class FeedbackGuardrail(_Strict):
+    """Labelled rows that arrive while a version is on trial: both models scored offline."""
+
+    data: str = Field(description="any data source form, with the target column")
+    query: str | None = None
+    time_column: str | None = Field(None, description="only rows at or after the canary's "
+                                    "start (or the promotion) count; default: every row")
+    max_degradation: float = Field(0.05, ge=0.0, description="relative, on the primary metric")
+    confidence: float = Field(0.95, gt=0.0, lt=1.0)
+    min_rows: int = Field(30, ge=2)
+
+
+class GuardrailsConfig(_Strict):
+    max_model_error_rate_increase: float | None = Field(0.01, ge=0.0, le=1.0)
+    max_latency_p99_ratio: float | None = Field(1.5, gt=0.0)
+    max_prediction_psi: float | None = Field(None, gt=0.0)
+    feedback: FeedbackGuardrail | None = None
+
+
+class RolloutConfig(_Strict):
+    mode: Literal["instant", "canary"] = "instant"
+    canary_share: float = Field(0.1, gt=0.0, lt=1.0)
+    sticky_header: str | None = None
+    bake_minutes: float = Field(60.0, ge=0.0)
+    min_requests: int = Field(500, ge=0)
+    guardrails: GuardrailsConfig = GuardrailsConfig()
+    guard_after_promotion_minutes: float = Field(1440.0, ge=0.0)
+
+    @field_validator("sticky_header")
+    @classmethod
+    def _header_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", value):
+            raise ValueError(f"not an HTTP header name: {value!r}")
+        return value
+
+
 class Config(_Strict):
     model: str
     experiment: str | None = None
@@ -292,6 +328,7 @@ class Config(_Strict):
     triggers: TriggersConfig = TriggersConfig()
     serve: ServeConfig = ServeConfig()
     notify: list[NotifyConfig] = []
+    rollout: RolloutConfig = RolloutConfig()
 
     # Not a config key: the folder relative paths resolve against.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
@@ -313,6 +350,13 @@ class Config(_Strict):
             if name not in KNOWN_METRICS:
                 raise ValueError(f"gate.thresholds: unknown metric {name!r}"
                                  f"{_did_you_mean(name, KNOWN_METRICS)}")
+        return self
+
+    @model_validator(mode="after")
+    def _canary_needs_the_request_log(self) -> Config:
+        if self.rollout.mode == "canary" and not self.serve.inference_log:
+            raise ValueError("rollout.mode 'canary' needs serve.inference_log: the request "
+                             "log the guardrails read (shared by every server)")
         return self
 
     @property

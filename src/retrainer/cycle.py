@@ -22,6 +22,7 @@ from retrainer import decision, evaluation, gate, notify, progress, registry, st
 from retrainer import metrics as mx
 from retrainer.errors import UserError
 from retrainer.notify.message import metric_summary
+from retrainer.rollout import start as rollout_start
 
 if TYPE_CHECKING:
     import numpy as np
@@ -161,29 +162,23 @@ def promote_and_record(cfg: Config, client: MlflowClient, candidate: Candidate,
     """
     version = candidate.version or _register(cfg, client, candidate, decision_id, trigger)
     move: registry.Move | None = None
+    canary: dict[str, Any] | None = None
     would_be = judged.verdict.decision
     if judged.verdict.promotes and approval_required(cfg, force):
-        # A person decides: `retrainer approve` promotes it later through the same path.
+        # A person decides: `retrainer approve` acts on it later through the same path.
         judged.verdict = gate.Verdict(AWAITING_APPROVAL, True,
                                       f"awaiting approval: {judged.verdict.reason}",
                                       judged.verdict.checks)
+    elif judged.verdict.promotes and rollout_start.wanted(cfg, judged.champion is not None,
+                                                          force):
+        # rollout.mode: canary: it answers a share of requests before it is champion.
+        judged, canary = _start_canary(cfg, client, candidate, judged, holdout, version,
+                                       decision_id=decision_id, trigger=trigger, reason=reason)
     elif judged.verdict.promotes:
         progress.step("promoting under the lock")
-        judged_against = judged.champion.version if judged.champion else None
-
-        def recheck(current: str | None) -> bool:
-            nonlocal judged
-            now = load_champion(cfg, client, current) if current else None
-            judged = judge(cfg, candidate, now, holdout, force=force, reason=reason)
-            return judged.verdict.promotes
-
-        move, why = registry.promote(
-            client, cfg, version, judged_against, recheck,
-            kind=kind or judged.verdict.decision, decision_id=decision_id, reason=reason,
-            trigger=trigger)
-        if move is None:
-            judged.verdict = gate.Verdict(gate.KEPT, False, why or "not promoted",
-                                          judged.verdict.checks)
+        judged, move = _promote(cfg, client, candidate, judged, holdout, version, kind=kind,
+                                decision_id=decision_id, trigger=trigger, reason=reason,
+                                force=force)
     forced = force and judged.verdict.promotes
     registry.tag_version(client, cfg.model, version, {
         "decision": judged.verdict.decision,
@@ -198,6 +193,8 @@ def promote_and_record(cfg: Config, client: MlflowClient, candidate: Candidate,
     if judged.verdict.decision == AWAITING_APPROVAL:
         record["approval"] = _request_approval(cfg, client, version, judged, record, would_be)
     record["report"] = _report(client, cfg, record, judged, candidate)
+    if canary is not None:
+        record["rollout"] = canary
     if candidate.trained_now:
         decision.log_on_run(client, candidate.model.run_id, record)
     else:
@@ -206,6 +203,29 @@ def promote_and_record(cfg: Config, client: MlflowClient, candidate: Candidate,
         decision.log_as_event(client, cfg, record)
     notify.send(cfg, record["decision"], record, client=client)  # recorded: now tell people
     return record
+
+
+def _promote(cfg: Config, client: MlflowClient, candidate: Candidate, judged: Judgement,
+             holdout: Dataset, version: str, *, kind: str | None, decision_id: str,
+             trigger: str, reason: str | None, force: bool
+             ) -> tuple[Judgement, registry.Move | None]:
+    """The champion move, under the lock; re-judged against a champion that changed since."""
+    judged_against = judged.champion.version if judged.champion else None
+
+    def recheck(current: str | None) -> bool:
+        nonlocal judged
+        now = load_champion(cfg, client, current) if current else None
+        judged = judge(cfg, candidate, now, holdout, force=force, reason=reason)
+        return judged.verdict.promotes
+
+    move, why = registry.promote(
+        client, cfg, version, judged_against, recheck,
+        kind=kind or judged.verdict.decision, decision_id=decision_id, reason=reason,
+        trigger=trigger)
+    if move is None:
+        judged.verdict = gate.Verdict(gate.KEPT, False, why or "not promoted",
+                                      judged.verdict.checks)
+    return judged, move
 
 
 def _report(client: MlflowClient, cfg: Config, record: dict[str, Any], judged: Judgement,
@@ -231,6 +251,45 @@ def _request_approval(cfg: Config, client: MlflowClient, version: str, judged: J
                                    judged_against=against, would_be=would_be, summary=summary)
     return {"status": registry.APPROVAL_PENDING, "requested_at": at, "would_be": would_be,
             "judged_against": against}
+
+
+def _start_canary(cfg: Config, client: MlflowClient, candidate: Candidate, judged: Judgement,
+                  holdout: Dataset, version: str, *, decision_id: str, trigger: str,
+                  reason: str | None) -> tuple[Judgement, dict[str, Any] | None]:
+    """The canary instead of the champion move: re-checked against a champion that changed,
+    and against a running canary, which it replaces only if it beats it (same gate)."""
+    def recheck(current: str | None) -> bool:
+        nonlocal judged
+        judged = judge(cfg, candidate, load_champion(cfg, client, current) if current else None,
+                       holdout, reason=reason)
+        return judged.verdict.promotes
+
+    def beats_canary(canary_version: str) -> tuple[bool, str]:
+        against = judge(cfg, candidate, load_champion(cfg, client, canary_version), holdout,
+                        reason=reason)
+        return against.verdict.promotes, against.verdict.reason
+
+    assert judged.champion is not None
+    started = rollout_start.start_canary(
+        cfg, client, version, judged_against=judged.champion.version,
+        gate_reason=judged.verdict.reason, recheck=recheck, beats_canary=beats_canary,
+        decision_id=decision_id, reason=reason, trigger=trigger)
+    judged.verdict = gate.Verdict(started.decision, started.started, started.reason,
+                                  judged.verdict.checks)
+    return judged, started.canary
+
+
+def passes_gate(cfg: Config, client: MlflowClient, version: str,
+                against: str | None) -> tuple[bool, str]:
+    """Judge registered `version` against version `against` with the gate on the current
+    holdout, recording nothing: the re-check of a canary whose champion changed."""
+    rows = data_mod.load(cfg)
+    _, holdout = data_mod.split(rows, cfg.split)
+    mv = registry.get_version(client, cfg.model, version)
+    candidate = registered_candidate(cfg, client, version, mv, holdout)
+    judged = judge(cfg, candidate, load_champion(cfg, client, against) if against else None,
+                   holdout)
+    return judged.verdict.promotes, judged.verdict.reason
 
 
 def judge(cfg: Config, candidate: Candidate, champion: Champion | None, holdout: Dataset, *,

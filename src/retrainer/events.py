@@ -11,7 +11,8 @@ DECISIONS = ("first_champion", "promoted", "kept_champion", "awaiting_approval",
              "dry_run_would_promote", "dry_run_would_keep")
 #: Human actions and the watcher's findings.
 GOVERNANCE = ("approved", "rejected", "rollback", "drift", "cycle_failed")
-#: Safe rollout (issue 11): accepted in `notify.events` now, sent once rollout lands.
+#: Safe rollout (docs/rollout.md): a canary's start, completion and abort, and the guard's
+#: automatic rollback.
 ROLLOUT = ("canary_started", "rollout_completed", "rollout_aborted", "auto_rollback")
 
 #: Every event a `notify` receiver may subscribe to.

@@ -49,7 +49,7 @@ def approve(cfg: Config, version: str, reason: str | None, data: str | None = No
         rejudged["record"] = rejudge(cfg, client, version, current, data, decision_id)
         return rejudged["record"]["decision"] in ("promoted", "first_champion")
 
-    if rollout_mode(cfg) == "canary" and found is not None:  # ISSUE 11 CALL SITE
+    if cfg.rollout.mode == "canary" and found is not None:
         return start_canary_instead(cfg, client, version, pending, reason,
                                     recheck=recheck, decision_id=decision_id)
     move, why = registry.promote(
@@ -105,32 +105,38 @@ def rollback(cfg: Config, reason: str | None, to: str | None = None,
     return doc
 
 
-# --------------------------------------------------------------------------- rollout seam
-
-def rollout_mode(cfg: Config) -> str:
-    """`rollout.mode` once safe rollout (issue 11) adds the key; `instant` until then."""
-    return str(getattr(getattr(cfg, "rollout", None), "mode", "instant"))
-
+# --------------------------------------------------------------------------- canary
 
 def start_canary_instead(cfg: Config, client: MlflowClient, version: str,
                          pending: registry.Pending, reason: str, *,
                          recheck: Callable[[str | None], bool],
                          decision_id: str) -> dict[str, Any]:
-    """ISSUE 11 CALL SITE: with `rollout.mode: canary` (and a champion to run beside) an
-    approval starts the version's canary instead of making it champion.
+    """With `rollout.mode: canary` an approval starts the version's canary (beside the
+    champion) instead of making it champion; the rollout then completes or aborts it."""
+    from retrainer.rollout.start import start_canary
 
-    Safe rollout is not on this branch. When it lands (wt-rollout has
-    `rollout.start.start_canary`), this becomes: `started = start_canary(cfg, client,
-    version, judged_against=pending.judged_against, gate_reason=pending.summary or "",
-    recheck=recheck, decision_id=decision_id, reason=reason, trigger="approval")`; then
-    `registry.settle(client, cfg, version, "approved" if started.started else "stale",
-    reason)`, record the `approved` event with `decision=started.decision`
-    (`canary_started` or `kept_champion`) and `rollout=started.canary`, and
-    `notify.send(cfg, "approved", doc)`. The canary's start should also re-check that the
-    version is still pending under the lock, as `registry.promote(guard=…)` does here.
-    """
-    raise UserError("rollout.mode: canary cannot start a canary from an approval yet "
-                    "(safe rollout is not in this build); nothing was changed")
+    started = start_canary(cfg, client, version, judged_against=pending.judged_against,
+                           gate_reason=pending.summary or "", recheck=recheck,
+                           decision_id=decision_id, reason=reason, trigger="approval")
+    registry.settle(client, cfg, version, "approved" if started.started else "stale", reason)
+    registry.tag_version(client, cfg.model, version, {"decision": started.decision})
+    champion = registry.current_champion(client, cfg.model, cfg.promote.alias)
+    current = str(champion[0].version) if champion else None
+    at = stamp.now_iso()
+    doc = {"model": cfg.model, "event": "approved", "decision": started.decision,
+           "version": version, "reason": reason, "actor": stamp.actor(), "at": at,
+           "champion_before": current, "champion_after": current,
+           "requested_at": pending.requested_at,
+           "waited_seconds": stamp.age_seconds(pending.requested_at, at),
+           "judged_against": pending.judged_against,
+           "approval_decision_id": pending.decision_id, "summary": pending.summary,
+           "outcome": started.reason, "rollout": started.canary, "run_id": pending.run_id,
+           "decision_id": decision_id}
+    registry.record_event(client, cfg, "approved", doc, version=version,
+                          champion_before=current, champion_after=current,
+                          decision_id=decision_id, trigger="approval")
+    notify.send(cfg, "approved", doc, client=client)
+    return doc
 
 
 # --------------------------------------------------------------------------- helpers

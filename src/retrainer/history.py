@@ -8,7 +8,10 @@ tracking store, as runs of the model's experiment tagged ``retrainer.model``:
   (``retrainer.record=decision``), per alias move (``record=move``: first champion,
   promotion, rollback, approval) and per repair of a half-done move (``record=repair``);
   approvals, rejections and failed notifications are event runs too (``approved``,
-  ``rejected``, ``notify_failed``).
+  ``rejected``, ``notify_failed``);
+- rollout steps (docs/rollout.md): a cycle or promotion decided ``canary_started``; event
+  runs ``rollout_aborted`` (a decision), ``rollout_completed`` and ``auto_rollback``
+  (a decision joined with its champion move by the decision id).
 
 Each run carries a summary in its tags (see `registry.summary_tags`), so the whole history
 is one paged `search_runs`, no artifact downloads. A move made by a decision is shown on

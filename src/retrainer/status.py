@@ -1,4 +1,5 @@
-"""What `retrainer status` shows: the three aliases, pending approvals, the last decision."""
+"""What `retrainer status` shows: the aliases, a running canary, pending approvals, the last
+decision."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ def model_status(cfg: Any) -> dict[str, Any]:
             doc["champion"]["since"] = _ms_iso(found[0].last_updated_timestamp)
             doc["champion"]["since_source"] = "last_updated (legacy stage)"
     doc["pending_approvals"] = pending_approvals(client, cfg, versions["champion"])
+    doc["rollout_mode"] = cfg.rollout.mode
+    doc["canary"] = _canary(client, cfg)
     doc["last_decision"] = last_decision(client, cfg)
     doc["journal"] = registry.pending_journal(client, cfg.model)
     return doc
@@ -44,6 +47,16 @@ def pending_approvals(client: Any, cfg: Any, champion: str | None) -> list[dict[
         age = stamp.age_seconds(pending.requested_at)
         out.append({**pending.to_dict(), "age_seconds": age, "age": stamp.age_text(age)})
     return out
+
+
+def _canary(client: Any, cfg: Any) -> dict[str, Any] | None:
+    """The running canary: its version entry plus since, share and the champion beside it."""
+    running = registry.read_canary(client, cfg.model)
+    if running is None:
+        return None
+    entry = _entry(client, cfg, str(running["version"]))
+    keep = ("since", "share", "sticky_header", "replaced", "adopted")
+    return {**entry, **{k: running.get(k) for k in keep}, "beside": running.get("champion")}
 
 
 def _ms_iso(ms: Any) -> str | None:

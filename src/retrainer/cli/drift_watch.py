@@ -94,7 +94,8 @@ def watch(
     """Evaluate the triggers (schedule, drift, new version, performance) and act on them.
 
     Runs a cycle when schedule, drift or performance fire; judges versions registered
-    outside retrainer. Without --once: a daemon, one per model, stopped by SIGTERM.
+    outside retrainer; judges a running canary (abort / complete) and guards a new
+    champion (auto rollback). Without --once: a daemon, one per model, stopped by SIGTERM.
     """
     from retrainer.triggers.clock import parse_now
     from retrainer.triggers.daemon import run_daemon, watch_once
@@ -122,7 +123,7 @@ def watch(
 
 
 def _show_tick(result: Any, as_json: bool, quiet_if_idle: bool) -> None:
-    idle = not (result.fired or result.cycles or result.failures)
+    idle = not (result.fired or result.cycles or result.failures or result.rollout_acted)
     if as_json:
         if not (idle and quiet_if_idle):
             doc = result.to_json()
@@ -140,6 +141,11 @@ def _show_tick(result: Any, as_json: bool, quiet_if_idle: bool) -> None:
         for rec in result.cycles:
             console.print(f"  {rec['decision']}: version {rec['challenger']['version']} "
                           f"(trigger {rec['trigger']}) — {rec['reason']}")
+        for doc in result.rollout:
+            if doc["action"] in ("baking", "watching") and quiet_if_idle:
+                continue
+            console.print(f"{stamp} {doc['kind']} version {doc['version']}: "
+                          f"[bold]{doc['action']}[/bold] — {doc['reason']}")
     err = terminal(stderr=True)
     for failure in result.failures:
         retry = f"; retry after {failure['retry_at']}" if failure["retry_at"] else \

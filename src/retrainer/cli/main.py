@@ -13,8 +13,8 @@ from retrainer.errors import GateRejected, UserError
 
 # Importing a command module registers its commands on the app; --help lists them in
 # this order.
-COMMAND_MODULES = ("init_demo", "run_promote", "status_history", "governance", "report",
-                   "drift_watch", "serve_predict")
+COMMAND_MODULES = ("init_demo", "run_promote", "status_history", "governance", "rollout",
+                   "report", "drift_watch", "serve_predict")
 for _module in COMMAND_MODULES:
     importlib.import_module(f"retrainer.cli.{_module}")
 

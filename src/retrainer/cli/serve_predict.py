@@ -34,7 +34,11 @@ def serve(
         "--poll-seconds", help="How often to check the alias (default: serve.poll_seconds).",
         show_default=False)] = None,
 ) -> None:
-    """REST server for the champion (MLflow scoring protocol); swaps when the alias moves."""
+    """REST server for the champion (MLflow scoring protocol); swaps when the alias moves.
+
+    While a canary rollout runs, the `canary` version answers `rollout.canary_share` of
+    the requests (see docs/rollout.md).
+    """
     from retrainer.config import absolutize_uri
     from retrainer.registry import probe
     from retrainer.serving.server import serve as run_server
@@ -43,8 +47,14 @@ def serve(
     probe(cfg.tracking_uri)
     opts = cfg.serve
     alias = cfg.promote.alias
+    rollout = cfg.rollout
+    # Canary mode: also follow the `canary` alias and answer its share of requests.
+    share = rollout.canary_share if rollout.mode == "canary" else 0.0
+    canary = (f", and @canary for {share:.0%} of requests while one runs"
+              + (f" (sticky by {rollout.sticky_header})" if rollout.sticky_header else "")
+              if share else "")
     terminal(stderr=True).print(
-        f"serving {cfg.model}@{alias} from {cfg.tracking_uri} on http://{host}:{port} "
+        f"serving {cfg.model}@{alias}{canary} from {cfg.tracking_uri} on http://{host}:{port} "
         f"({workers} worker{'s' if workers > 1 else ''})")
     run_server(
         cfg.tracking_uri, cfg.model, host=host, port=port, workers=workers, alias=alias,
@@ -54,6 +64,7 @@ def serve(
         shadow=opts.shadow,
         max_body_bytes=int(opts.max_body_mb * 2**20),
         registry_uri=absolutize_uri(cfg.registry_uri, cfg.base_dir) if cfg.registry_uri else None,
+        canary_share=share, sticky_header=rollout.sticky_header,
     )
 
 

@@ -25,7 +25,8 @@ from retrainer.errors import UserError
 @app.command()
 def status(config: ConfigOpt = None, tracking_uri: TrackingOpt = None,
            as_json: JsonOpt = False) -> None:
-    """Champion, challenger and previous: version, run, metrics, since when; last decision."""
+    """Champion, challenger, previous (and a running canary): version, run, metrics, since
+    when; last decision."""
     from retrainer.status import model_status
 
     cfg = load_config(config, tracking_uri)
@@ -50,6 +51,11 @@ def status(config: ConfigOpt = None, tracking_uri: TrackingOpt = None,
         table.add_row(role, entry["version"], (entry.get("run_id") or "-")[:12],
                       entry.get("since") or "-",
                       *(_num(entry["metrics"].get(m)) for m in doc["metrics"]))
+    canary = doc.get("canary")
+    if canary:
+        table.add_row("canary", canary["version"], (canary.get("run_id") or "-")[:12],
+                      canary.get("since") or "-",
+                      *(_num(canary["metrics"].get(m)) for m in doc["metrics"]))
     lines: list[Any] = [table, ""]
     for pending in doc.get("pending_approvals") or []:
         against = f"beat champion {pending['judged_against']}" if pending["judged_against"] \
@@ -58,13 +64,18 @@ def status(config: ConfigOpt = None, tracking_uri: TrackingOpt = None,
                      f"{pending['version']} ({against}; waiting {pending['age']}): "
                      f"`retrainer approve {pending['version']} --reason …` or `retrainer "
                      f"reject {pending['version']} --reason …`")
+    if canary:
+        lines.append(f"canary: version {canary['version']} answers "
+                     f"{(canary.get('share') or 0):.0%} of requests beside champion "
+                     f"{canary.get('beside')} since {canary.get('since')} "
+                     "(`retrainer rollout status` for its guardrails)")
     last = doc.get("last_decision")
     if last:
         lines.append(f"last decision: [bold]{last['decision']}[/bold] at {last.get('at')} "
                      f"(trigger {last.get('trigger')}): {last.get('reason')}")
     if doc["champion"] is None and not doc.get("pending_approvals"):
         lines.append("no champion yet: run `retrainer run`")
-    elif doc["champion"].get("known_by") == "legacy_stage":
+    elif doc["champion"] is not None and doc["champion"].get("known_by") == "legacy_stage":
         lines.append(f"champion known by its legacy '{doc['champion'].get('stage')}' stage "
                      "(no alias yet): the first promotion sets the aliases")
     if doc.get("repaired"):

@@ -6,3 +6,6 @@ CHALLENGER = "challenger"
 PREVIOUS = "previous"
 LEGACY_PRODUCTION = "Production"
 LEGACY_ARCHIVED = "Archived"
+CANARY = "canary"
+#: The registered-model tag of a running canary (JSON): version, champion, since, state.
+ROLLOUT_TAG = f"{PREFIX}rollout"

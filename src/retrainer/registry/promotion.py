@@ -137,7 +137,11 @@ def _apply(client: MlflowClient, cfg: Config, journal: dict[str, Any],
         _fault("previous_set")
     retry_conflicts(client.set_registered_model_alias, name, alias, new)
     _fault("champion_set")
-    tag_version(client, name, new, {"champion_since": at, **extra_tags})
+    # promoted_by: what put it there (promoted, rollout_completed, rollback, …); the
+    # guard after promotion reads it.
+    tag_version(client, name, new, {"champion_since": at,
+                                    "promoted_by": journal.get("kind") or "promotion",
+                                    **extra_tags})
     with contextlib.suppress(Exception):  # a version back in service is no longer archived
         client.delete_model_version_tag(name, new, f"{PREFIX}archived_at")
     if old and old != new:

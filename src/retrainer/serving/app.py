@@ -2,8 +2,10 @@
 
 A bare ASGI callable (no framework routing or middleware) with orjson: part of why it
 answers an order of magnitude more requests than ``mlflow models serve``. Every response
-carries ``X-Model-Version``; every POST /invocations is counted by version and outcome and,
-with an inference log, recorded in the request log (``inference_log.py``).
+carries ``X-Model-Version``; every POST /invocations is counted by version, role and outcome
+and, with an inference log, recorded in the request log (``inference_log.py``). During a
+canary rollout a share of /invocations is answered by the ``canary`` alias's version
+(``retrainer.rollout.routing``), with role ``canary``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from retrainer.rollout.routing import Router
 from retrainer.serving.fast_input import UseGeneralPath
 from retrainer.serving.follower import Follower, Served
 from retrainer.serving.inference_log import Sidecar
@@ -54,7 +57,8 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-CHAMPION = "champion"  # the role of the version that answers (a canary rollout adds "canary")
+CHAMPION = "champion"  # the role of the version that answers
+CANARY = "canary"  # ...or, during a canary rollout, for its share of requests
 _KNOWN_PATHS = frozenset(
     ["/invocations", "/ping", "/health", "/version", "/model", "/metrics", "/refresh"]
 )
@@ -79,6 +83,8 @@ class ServingApp:
         max_body_bytes: int = 50 * 2**20,
         registry_uri: str | None = None,
         log_flush_seconds: float = 5.0,
+        canary_share: float = 0.0,
+        sticky_header: str | None = None,
     ) -> None:
         self.model_name = model_name
         self.poll_seconds = poll_seconds
@@ -87,13 +93,16 @@ class ServingApp:
         self.metrics = Metrics()
         self.champion = Served(alias)
         self.challenger = Served("challenger") if shadow else None
+        # The canary alias is followed (and answers its share) whenever a share is set.
+        self.canary = Served(CANARY) if canary_share > 0 else None
+        self.router = Router(canary_share, sticky_header) if canary_share > 0 else None
         self._workdir = tempfile.mkdtemp(prefix="retrainer-serve-")
         self.follower = Follower(
             tracking_uri,
             registry_uri,
             model_name,
             poll_seconds,
-            [s for s in (self.champion, self.challenger) if s is not None],
+            [s for s in (self.champion, self.canary, self.challenger) if s is not None],
             self.metrics,
             self._workdir,
         )
@@ -160,6 +169,7 @@ class ServingApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         model = self.champion.model  # read once: this request's version, whatever swaps
+        role = CHAMPION
         path = scope["path"]
         method = scope["method"]
         rows, scored, outcome = 0, None, OK
@@ -175,6 +185,15 @@ class ServingApp:
             elif path == "/invocations":
                 if method != "POST":
                     raise BadInput("use POST", 405, "METHOD_NOT_ALLOWED")
+                if self.router is not None:
+                    canary = self.canary.model  # type: ignore[union-attr]
+                    if (
+                        canary is not None
+                        and model is not None
+                        and canary.version != model.version
+                        and self.router.to_canary(scope["headers"], canary.version)
+                    ):
+                        model, role = canary, CANARY
                 status, body, ctype, rows, scored = await self._invocations(scope, receive, model)
             elif method not in ("GET", "HEAD"):
                 raise BadInput(f"{method} is not allowed on {path}", 405, "METHOD_NOT_ALLOWED")
@@ -191,7 +210,10 @@ class ServingApp:
                 status, body, ctype = self._model_info(model)
             elif path == "/metrics":
                 text = self.metrics.render(
-                    model, self.challenger.model if self.challenger else None
+                    self.champion.model,
+                    self.challenger.model if self.challenger else None,
+                    self.canary.model if self.canary else None,
+                    self.router.share if self.router else 0.0,
                 )
                 status, body, ctype = 200, text.encode(), "text/plain; version=0.0.4"
             else:
@@ -217,7 +239,7 @@ class ServingApp:
             self.metrics.observe(path if path in _KNOWN_PATHS else "other", status)
             return
         seconds = time.perf_counter() - started
-        self.metrics.observe_invocation(status, seconds, rows, version or "none", CHAMPION, outcome)
+        self.metrics.observe_invocation(status, seconds, rows, version or "none", role, outcome)
         sidecar = self.sidecar
         if sidecar is not None and (scored is not None or sidecar.wants_answers):
             request_id = scored.request_id if scored is not None else self._request_id()
@@ -226,7 +248,7 @@ class ServingApp:
                     time.time(),
                     request_id,
                     version,
-                    CHAMPION,
+                    role,
                     outcome,
                     status,
                     seconds * 1000.0,
@@ -386,6 +408,23 @@ class ServingApp:
                 else None
             ),
         }
+        if self.canary is not None and self.router is not None:
+            c = self.canary
+            if c.failure is not None:
+                problems.append(
+                    f"canary version {c.failure.version} failed its check and is not "
+                    f"served: {c.failure.error}"
+                )
+                doc["status"] = "degraded" if model is not None else doc["status"]
+            doc["canary"] = {
+                "alias": c.alias,
+                "version": c.model.version if c.model else None,
+                "alias_version": c.alias_version,
+                "share": self.router.share,
+                "sticky_header": self.router.header.decode() if self.router.header else None,
+                "failed_version": c.failure.version if c.failure else None,
+                "error": c.failure.error if c.failure else None,
+            }
         if self.challenger is not None:
             c = self.challenger
             doc["shadow"] = {
@@ -403,6 +442,8 @@ class ServingApp:
         doc = {"alias": self.champion.alias, **model.info()}
         if self.challenger is not None and self.challenger.model is not None:
             doc["challenger"] = self.challenger.model.info()
+        if self.canary is not None and self.canary.model is not None:
+            doc["canary"] = {**self.canary.model.info(), "share": self.router.share}  # type: ignore[union-attr]
         return 200, orjson.dumps(doc), CT_JSON
 
 

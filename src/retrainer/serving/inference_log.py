@@ -5,9 +5,9 @@ row: ``ts``, ``request_id``, ``model_version``, the input columns, ``prediction`
 challenger's in shadow mode); `retrainer drift --data <folder>` reads it. The request log
 (``<folder>/_requests/part-*.parquet``) holds one row per POST /invocations answer, ok or
 not: ``ts``, ``request_id``, ``model_version``, ``role``, ``outcome``, ``status``,
-``latency_ms``, ``rows``; canary guardrails read it. Readers of the folder (pyarrow,
-retrainer's folder source) skip ``_``-prefixed folders, so the row-level readers never
-see it.
+``latency_ms``, ``rows``; canary guardrails read it (``retrainer.rollout.logs``). Readers
+of the folder (pyarrow, retrainer's folder source) skip ``_``-prefixed folders, so the
+row-level readers never see it.
 
 Each part is written under a dot-name and renamed, so no reader sees half a part, and its
 name carries the process id, so several workers or servers can share one folder.

@@ -86,7 +86,13 @@ class Metrics:
         if outcome == MODEL_ERROR:
             self.model_errors += 1
 
-    def render(self, model: LoadedModel | None, challenger: LoadedModel | None) -> str:
+    def render(
+        self,
+        model: LoadedModel | None,
+        challenger: LoadedModel | None,
+        canary: LoadedModel | None = None,
+        canary_share: float = 0.0,
+    ) -> str:
         p = PREFIX
         out = [
             f"# HELP {p}_requests_total HTTP requests by path and status code.",
@@ -106,8 +112,8 @@ class Metrics:
             f"# HELP {p}_request_duration_seconds Time to answer POST /invocations.",
             f"# TYPE {p}_request_duration_seconds histogram",
             *self.latency.render(f"{p}_request_duration_seconds", ""),
-            f"# HELP {p}_invocations_total POST /invocations by served version, role and "
-            "outcome (ok, client_error, model_error, server_error).",
+            f"# HELP {p}_invocations_total POST /invocations by served version, role (champion "
+            "or canary) and outcome (ok, client_error, model_error, server_error).",
             f"# TYPE {p}_invocations_total counter",
         ]
         labelled = [
@@ -157,6 +163,13 @@ class Metrics:
             f"# TYPE {p}_shadow_abs_diff_sum counter",
             f"{p}_shadow_abs_diff_sum {self.shadow_abs_diff}",
         ]
+        if canary is not None:
+            out += [
+                f"# HELP {p}_canary_version The canary version answering a share of requests.",
+                f"# TYPE {p}_canary_version gauge",
+                f'{p}_canary_version{{model="{canary.name}",version="{canary.version}",'
+                f'share="{canary_share:g}"}} 1',
+            ]
         if challenger is not None:
             out += [
                 f"# TYPE {p}_challenger_version gauge",

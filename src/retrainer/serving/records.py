@@ -49,7 +49,7 @@ class Answer:
     ts: float  # when the answer was sent (POSIX seconds)
     request_id: str
     model_version: str | None  # None when no version was loaded
-    role: str  # "champion" (a canary rollout adds "canary")
+    role: str  # "champion", or "canary" for the share a canary rollout answers
     outcome: str  # ok | client_error | model_error | server_error
     status: int
     latency_ms: float

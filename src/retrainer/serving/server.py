@@ -28,8 +28,14 @@ def create_app(
     max_body_bytes: int = 50 * 2**20,
     registry_uri: str | None = None,
     log_flush_seconds: float = 5.0,
+    canary_share: float = 0.0,
+    sticky_header: str | None = None,
 ) -> ServingApp:
-    """The ASGI app serving ``model_name@alias``; the model loads at lifespan startup."""
+    """The ASGI app serving ``model_name@alias``; the model loads at lifespan startup.
+
+    With ``canary_share`` it also follows the ``canary`` alias and answers that share of
+    /invocations with it (by a hash of ``sticky_header`` when the request has one).
+    """
     token = None
     if token_env:
         token = os.environ.get(token_env, "")
@@ -39,6 +45,8 @@ def create_app(
             )
     if poll_seconds <= 0:
         raise UserError("serve: poll_seconds must be positive")
+    if not 0.0 <= canary_share < 1.0:
+        raise UserError(f"serve: canary_share must be in [0, 1), got {canary_share}")
     return ServingApp(
         tracking_uri,
         model_name,
@@ -50,6 +58,8 @@ def create_app(
         max_body_bytes=max_body_bytes,
         registry_uri=registry_uri,
         log_flush_seconds=log_flush_seconds,
+        canary_share=canary_share,
+        sticky_header=sticky_header,
     )
 
 

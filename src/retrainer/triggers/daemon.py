@@ -82,7 +82,7 @@ def watch_once(cfg: Config, now: datetime | None = None,
     """`retrainer watch --once`: one strict evaluation under the watch lock."""
     with watch_lock(cfg):
         watcher = Watcher(cfg, client)
-        if not watcher.configured():
+        if not watcher.configured() and not watcher.watches_rollout():
             log.warning("the config's `triggers` section is empty: nothing to watch")
         with _graceful_signals(watcher):
             return watcher.tick(now or utcnow(), strict=True)
@@ -102,7 +102,7 @@ def run_daemon(cfg: Config, *, interval: float = 60.0, now: datetime | None = No
     secret = webhook_secret(cfg) if webhook_port is not None else None
     with watch_lock(cfg):
         watcher = Watcher(cfg, client)
-        if not watcher.configured():
+        if not watcher.configured() and not watcher.watches_rollout():
             raise UserError("no triggers configured: add a `triggers` section to the config "
                             "(schedule, drift, new_version, performance)")
         if stop is not None:

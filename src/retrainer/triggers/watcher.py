@@ -1,10 +1,12 @@
 """The watcher: one evaluation of a model's triggers at an injected moment, and its cycles.
 
-`Watcher.tick(now)` checks the configured triggers, plans what to run (one judgement per
-new version, one retrain however many retrain triggers fired, retries that are due),
-saves the state *before* running, then runs. A failed cycle is recorded and retried with
-backoff until `triggers.max_attempts`; a crash mid-cycle leaves it pending, so the next
-tick after the backoff runs it again (a cycle that kills its process cannot loop hot).
+`Watcher.tick(now)` first judges a running canary and the guard after a promotion
+(`retrainer.rollout.lifecycle`), then checks the configured triggers, plans what to run
+(one judgement per new version, one retrain however many retrain triggers fired, retries
+that are due), saves the state *before* running, then runs. A failed cycle is recorded
+and retried with backoff until `triggers.max_attempts`; a crash mid-cycle leaves it
+pending, so the next tick after the backoff runs it again (a cycle that kills its process
+cannot loop hot).
 """
 
 from __future__ import annotations
@@ -52,9 +54,17 @@ class TickResult:
     cycles: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
     abandoned: bool = False
+    rollout: list[dict[str, Any]] = field(default_factory=list)  # canary / guard judgements
 
     def to_json(self) -> dict[str, Any]:
-        return {"fired": [f.public() for f in self.fired], "cycles": self.cycles}
+        doc = {"fired": [f.public() for f in self.fired], "cycles": self.cycles}
+        if self.rollout:  # only while a canary runs or a new champion is guarded
+            doc["rollout"] = self.rollout
+        return doc
+
+    @property
+    def rollout_acted(self) -> bool:
+        return any(r["action"] not in ("baking", "watching") for r in self.rollout)
 
 
 class Abandoned(BaseException):
@@ -87,6 +97,12 @@ class Watcher:
     def configured(self) -> list[str]:
         return [name for name in TRIGGERS if getattr(self.cfg.triggers, name) is not None]
 
+    def watches_rollout(self) -> bool:
+        """Canary mode, or a guard after promotion that has something to judge with."""
+        ro = self.cfg.rollout
+        return ro.mode == "canary" or (ro.guard_after_promotion_minutes > 0 and bool(
+            self.cfg.serve.inference_log or ro.guardrails.feedback))
+
     def seen_deliveries(self) -> list[list[Any]]:
         return list(self.store.load().get("deliveries") or [])
 
@@ -104,6 +120,8 @@ class Watcher:
         """
         result = TickResult(now)
         registry.repair(self.client, self.cfg)
+        if only is None:
+            result.rollout = self._rollout(now, strict)
         state = self.store.load()
         now_key = iso(now)
         fired_before = {entry.get("key") for entry in state["fired"]}
@@ -138,7 +156,7 @@ class Watcher:
         actions = self._plan(fires, state, now, only, result)
         self._drain_deliveries(state, now)
         self.store.save(state)  # before running: a crash now leaves pending entries
-        for fire in fires:  # issue 12: drift is recorded in the watch state: tell people
+        for fire in fires:  # drift is recorded in the watch state: now tell people
             if fire.trigger == "drift":
                 notify.send(self.cfg, "drift", {"reason": fire.reason, "trigger": "drift",
                                                 "version": state["drift"].get("champion")},
@@ -156,6 +174,22 @@ class Watcher:
         log.info("watch at %s: %d fired, %d cycle(s), %d failure(s)", now_key,
                  len(result.fired), len(result.cycles), len(result.failures))
         return result
+
+    def _rollout(self, now: datetime, strict: bool) -> list[dict[str, Any]]:
+        """Judge a running canary (abort / complete) and guard a new champion."""
+        from retrainer import cycle
+        from retrainer.rollout.lifecycle import evaluate
+
+        def rejudge(version: str, against: str | None) -> tuple[bool, str]:
+            return cycle.passes_gate(self.cfg, self.client, version, against)
+
+        try:
+            return evaluate(self.client, self.cfg, now, rejudge)
+        except Exception:  # noqa: BLE001 - the daemon outlives a failed rollout judgement
+            if strict:
+                raise
+            log.exception("the rollout could not be judged")
+            return []
 
     def _check(self, name: str, state: dict[str, Any],
                now: datetime) -> tuple[list[Fire], dict[str, Any]]:
@@ -240,7 +274,7 @@ class Watcher:
                     log.info("version %s is already the champion", action["version"])
                     record = None
                 elif registry.is_pending(self.client, self.cfg, action["version"]):
-                    # issue 12: a version awaiting approval waits for a person, not a re-judge
+                    # a version awaiting approval waits for a person, not a re-judge
                     log.info("version %s is awaiting approval", action["version"])
                     record = None
                 else:
@@ -297,5 +331,5 @@ class Watcher:
             self.store.save(state)
         except Exception:  # noqa: BLE001 - the store itself may be what failed
             log.exception("could not record the failure")
-        notify.send(self.cfg, "cycle_failed", {**failure, "given_up": give_up},  # issue 12
+        notify.send(self.cfg, "cycle_failed", {**failure, "given_up": give_up},
                     client=self.client)
