@@ -300,8 +300,10 @@ def _announce(client: MlflowClient, cfg: Config, doc: dict[str, Any]) -> dict[st
     from retrainer import notify
 
     if doc.get("event"):
-        notify.send(cfg, doc["event"], {"model": cfg.model, "decision": doc["event"], **doc},
-                    client=client)
+        payload = {"model": cfg.model, "decision": doc["event"], **doc}
+        if doc["event"] == "auto_rollback":  # the guarded champion went back to `previous`
+            payload.update(champion=doc.get("previous"), previous=doc.get("version"))
+        notify.send(cfg, doc["event"], payload, client=client)
     return doc
 
 
