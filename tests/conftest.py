@@ -16,10 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
+# Tests run two at a time on two cores (pytest-xdist), each spawning CLI subprocesses:
+# math libraries' own thread pools would oversubscribe the cores and spin-wait. Set before
+# numpy loads; subprocesses inherit it.
+for _pool in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_pool, "1")
 
-# The PostgreSQL-backed `mlflow server` and fresh-database fixtures (tests/mlflow_server.py).
-pytest_plugins = ["mlflow_server"]
+import pytest  # noqa: E402
+
+# Shared fixtures: the PostgreSQL-backed `mlflow server` and fresh databases, the watch
+# tests' champion project, the rollout servers (their modules say more).
+pytest_plugins = ["mlflow_server", "watch_fixtures", "rollout_fixtures"]
 
 
 def strict_ci() -> bool:

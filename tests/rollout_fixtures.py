@@ -1,5 +1,5 @@
 """Fixtures of the rollout tests, loaded with
-``pytest_plugins = ["watch_fixtures", "rollout_fixtures"]``."""
+tests/conftest.py."""
 
 from __future__ import annotations
 

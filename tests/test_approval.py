@@ -18,7 +18,6 @@ from retrainer import notify
 from watch_helpers import MODEL, copy_project, register_plain
 
 # `watch_champion`: the article's version 1 as champion, made once per session.
-pytest_plugins = ["watch_fixtures"]
 
 SECRET = "whsec-approval-test-4f1c"
 

@@ -24,7 +24,6 @@ from retrainer.notify import message
 from watch_helpers import FEATURES, copy_project, events
 
 # `watch_champion`: the article's version 1 as champion, made once per session.
-pytest_plugins = ["watch_fixtures"]
 
 SECRET = "s3cr3t-VALUE-9d2e"
 PATH_TOKEN = "T0KEN-IN-PATH-77f0"

@@ -40,7 +40,6 @@ from rollout_helpers import (
 )
 from serving_helpers import ProcessServer, ThreadServer, free_port, wait_for
 
-pytest_plugins = ["watch_fixtures", "rollout_fixtures"]
 pytestmark = pytest.mark.filterwarnings("ignore:X does not have valid feature names")
 
 

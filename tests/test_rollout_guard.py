@@ -32,7 +32,6 @@ from rollout_helpers import (
 from serving_helpers import ThreadServer, wait_for
 from watch_helpers import MODEL, register_plain
 
-pytest_plugins = ["watch_fixtures", "rollout_fixtures"]
 pytestmark = pytest.mark.filterwarnings("ignore:X does not have valid feature names")
 
 

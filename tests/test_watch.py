@@ -26,7 +26,6 @@ from watch_helpers import (
 )
 
 # The watch fixtures: `proj`, a private copy of the session's champion project.
-pytest_plugins = ["watch_fixtures"]
 
 NOTHING = {"fired": [], "cycles": []}
 MON_0000 = "2024-01-01T00:00:00+00:00"

@@ -40,7 +40,6 @@ from watch_helpers import (
 )
 
 # The watch fixtures: `proj`, a private copy of the session's champion project.
-pytest_plugins = ["watch_fixtures"]
 
 MON_0000 = "2024-01-01T00:00:00+00:00"
 MON_0300 = "2024-01-01T03:00:00+00:00"

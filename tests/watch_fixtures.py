@@ -1,4 +1,4 @@
-"""Fixtures of the watch tests, loaded with ``pytest_plugins = ["watch_fixtures"]``."""
+"""Fixtures of the watch tests (a plugin of tests/conftest.py)."""
 
 from __future__ import annotations
 
