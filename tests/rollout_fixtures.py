@@ -1,5 +1,4 @@
-"""Fixtures of the rollout tests, loaded with
-tests/conftest.py."""
+"""Fixtures of the rollout tests (a plugin of tests/conftest.py)."""
 
 from __future__ import annotations
 
