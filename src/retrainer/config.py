@@ -93,8 +93,11 @@ class PromoteConfig(_Strict):
 
 
 class DriftConfig(_Strict):
+    # The dataset drifts when the drifted columns carry this share of the champion's
+    # importance, or a key column drifts, or (on_prediction) its predictions drift.
     share: float = Field(0.5, gt=0.0, le=1.0)
     key_columns: list[str] = []
+    on_prediction: bool = True
     thresholds: dict[str, float] = {}
     bins: int = Field(10, ge=2, le=100)
 

@@ -222,7 +222,7 @@ def fit_and_log(cfg: Config, train: Dataset, holdout: Dataset, *, cycle_id: str,
             fp = Path(tmp) / "train_fingerprints.npy"
             np.save(fp, fingerprints(train))
             mlflow.log_artifact(str(fp), artifact_path="retrainer")
-        profile = _reference_profile(cfg, train, pred)
+        profile = _reference_profile(cfg, train, holdout, model, pred, labels)
         if profile is not None:
             mlflow.log_dict(profile, PROFILE_ARTIFACT)
         mlflow.log_dict({"features": train.features, "target": train.target, "task": task,
@@ -280,11 +280,17 @@ def _dataset_source(source: str) -> str | None:
     return None
 
 
-def _reference_profile(cfg: Config, train: Dataset, holdout_pred: Any) -> dict | None:
+def _reference_profile(cfg: Config, train: Dataset, holdout: Dataset, model: Any,
+                       holdout_pred: Any, labels: list[Any] | None) -> dict | None:
+    """The training rows, the holdout predictions and the model's importance on the holdout
+    (what the drift verdict weighs columns by)."""
     try:
         from retrainer.drift.profile import build_profile
+        from retrainer.importance import importance_record
 
-        return build_profile(train.X, holdout_pred, bins=cfg.drift.bins)
+        importance = importance_record(model, holdout.X, holdout.y, cfg.primary_metric,
+                                       labels=labels)
+        return build_profile(train.X, holdout_pred, bins=cfg.drift.bins, importance=importance)
     except Exception as err:  # noqa: BLE001 - drift is an add-on to the cycle
         log.warning("could not build the reference profile: %s", err)
         return None

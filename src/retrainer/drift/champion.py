@@ -86,6 +86,7 @@ def champion_drift(cfg: Config, data: str | None = None) -> ChampionDrift:
         share=cfg.drift.share,
         key_columns=cfg.drift.key_columns,
         thresholds=cfg.drift.thresholds or None,
+        on_prediction=cfg.drift.on_prediction,
     )
     return ChampionDrift(report, profile, current, version, profile_source, notes)
 
@@ -201,12 +202,14 @@ def table_view(result: ChampionDrift) -> tuple[str, list[str], list[list[str]], 
         f"Drift against champion version {result.version} "
         f"(reference {report.rows_reference:,} rows, current {report.rows_current:,})"
     )
-    header = ["column", "statistic", "value", "threshold", "drifted", "missing Δ", "note"]
+    header = ["column", "weight", "statistic", "value", "threshold", "drifted", "missing Δ",
+              "note"]
     rows = []
     for r in list(report.columns) + ([report.prediction] if report.prediction else []):
         rows.append(
             [
                 r.column,
+                "-" if r.weight is None else f"{r.weight:.0%}",
                 r.statistic or "-",
                 cell(r.value),
                 cell(r.threshold),
@@ -218,18 +221,17 @@ def table_view(result: ChampionDrift) -> tuple[str, list[str], list[list[str]], 
     lines = []
     if result.profile_source != "artifact":
         lines.append(f"reference profile {result.profile_source}")
+    weighting = report.weighting
+    if weighting is not None and weighting.method == "equal":
+        lines.append(f"columns weigh equally: {weighting.note}")
+    elif weighting is not None:
+        lines.append(f"weight: the column's share of the champion's permutation importance "
+                     f"({weighting.metric}, {weighting.rows} holdout rows)")
     lines += [f"note: {note}" for note in result.notes]
-    n = sum(c.drifted for c in report.columns)
     verdict = (
-        "[bold red]dataset drift[/bold red]"
+        f"[bold red]dataset drift[/bold red] (rule: {', '.join(report.rules)})"
         if report.dataset_drift
         else "[bold green]no dataset drift[/bold green]"
     )
-    pred = ""
-    if report.prediction:
-        pred = f"; predictions {'drifted' if report.prediction.drifted else 'stable'}"
-    lines.append(
-        f"{verdict}: {n} of {len(report.columns)} columns drifted "
-        f"({report.share_drifted:.0%}){pred}"
-    )
+    lines.append(f"{verdict}: {report.verdict}")
     return title, header, rows, lines
