@@ -8,8 +8,6 @@ with the champion for prediction drift, and calls `statistics.compare`.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +17,7 @@ import pandas as pd
 
 from retrainer import data as data_mod
 from retrainer import evaluation, registry
-from retrainer.drift.profile import PROFILE_ARTIFACT, as_float, build_profile, load_profile
+from retrainer.drift.profile import PROFILE_ARTIFACT, as_float, build_profile
 from retrainer.drift.statistics import DriftReport, cell, compare, explain
 from retrainer.errors import UserError
 from retrainer.training import load_fingerprints, load_training_info
@@ -36,7 +34,7 @@ class ChampionDrift:
     profile: dict
     current: pd.DataFrame
     version: str
-    profile_source: str  # "artifact" or "rebuilt from <source>"
+    profile_source: str  # "artifact", "rebuilt from <source>" or "built from the … rows …"
     notes: list[str] = field(default_factory=list)
 
 
@@ -93,14 +91,11 @@ def champion_drift(cfg: Config, data: str | None = None) -> ChampionDrift:
 
 def _champion_profile(cfg: Config, client: Any, mv: Any) -> tuple[dict, str]:
     """The version's logged profile, or one rebuilt from its logged training input."""
-    if mv.run_id:
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                path = client.download_artifacts(mv.run_id, PROFILE_ARTIFACT, tmp)
-            except Exception:  # noqa: BLE001 - older versions were logged without one
-                path = None
-            if path and os.path.exists(path):
-                return load_profile(path), "artifact"
+    from retrainer.reference import describe, logged_profile
+
+    profile = logged_profile(client, mv)
+    if profile is not None:
+        return profile, describe(profile) or "artifact"
     return _rebuild_profile(cfg, client, mv)
 
 
