@@ -8,6 +8,7 @@ the environment when the file is read; expanded values are never printed back.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import re
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from retrainer.errors import UserError
+
+log = logging.getLogger("retrainer")
 
 DEFAULT_CONFIG = "retrainer.yaml"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -313,13 +316,55 @@ def load(path: str | os.PathLike[str] | None = None, tracking_uri: str | None = 
         problem = getattr(err, "problem", None) or "invalid YAML"
         raise UserError(f"{file}:{where} cannot parse YAML: {problem}") from None
     cfg = parse(raw, file.resolve().parent, str(file))
+    named_by = ("--tracking-uri" if tracking_uri else str(file) if cfg.tracking_uri else None)
     cfg.tracking_uri = resolve_tracking_uri(cfg, tracking_uri)
+    cfg.registry_uri, ignored = resolve_registry_uri(cfg, named_by)
+    if ignored:
+        from retrainer.redact import redact
+
+        where = f"{named_by} names" if named_by else "retrainer uses the embedded"
+        log.warning("ignoring MLFLOW_REGISTRY_URI=%s: %s tracking store %s and the registry "
+                    "goes with it (set registry_uri in %s for a separate registry)",
+                    redact(ignored), where, redact(cfg.tracking_uri), file)
     return cfg
 
 
 def resolve_tracking_uri(cfg: Config, flag: str | None = None) -> str:
     uri = flag or cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     return absolutize_uri(uri, cfg.base_dir)
+
+
+def resolve_registry_uri(cfg: Config, named_by: str | None) -> tuple[str, str | None]:
+    """The registry URI, and an environment registry URI that was ignored (for a warning).
+
+    `registry_uri` in the config wins. Otherwise the registry goes with the tracking store: a
+    store named by the config or `--tracking-uri` (or the embedded default) is never split
+    by an inherited `MLFLOW_REGISTRY_URI` (`mlflow.set_registry_uri` exports it to child
+    processes), which would put runs in one store and versions and aliases in another.
+    Only a tracking store that itself came from `MLFLOW_TRACKING_URI` takes the registry
+    from the environment too. Call after `resolve_tracking_uri`.
+    """
+    tracking = cfg.tracking_uri or resolve_tracking_uri(cfg)
+    if cfg.registry_uri:
+        return absolutize_uri(cfg.registry_uri, cfg.base_dir), None
+    env = os.environ.get("MLFLOW_REGISTRY_URI") or None
+    from_env = named_by is None and bool(os.environ.get("MLFLOW_TRACKING_URI"))
+    if env and from_env:
+        return absolutize_uri(env, Path.cwd()), None
+    default = default_registry_uri(tracking)
+    if env and absolutize_uri(env, Path.cwd()) != default:
+        return default, env
+    return default, None
+
+
+def default_registry_uri(tracking: str) -> str:
+    """MLflow's own default registry for a tracking store: the store itself, except Unity
+    Catalog beside a Databricks workspace."""
+    if tracking == "databricks":
+        return "databricks-uc"
+    if tracking.startswith("databricks://"):
+        return "databricks-uc://" + tracking.removeprefix("databricks://")
+    return tracking
 
 
 def absolutize_uri(uri: str, base_dir: Path) -> str:

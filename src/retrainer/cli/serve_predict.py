@@ -35,7 +35,7 @@ def serve(
         show_default=False)] = None,
 ) -> None:
     """REST server for the champion (MLflow scoring protocol); swaps when the alias moves."""
-    from retrainer.config import absolutize_uri
+    from retrainer.redact import redact
     from retrainer.registry import probe
     from retrainer.serving import serve as run_server
 
@@ -44,7 +44,7 @@ def serve(
     opts = cfg.serve
     alias = cfg.promote.alias
     terminal(stderr=True).print(
-        f"serving {cfg.model}@{alias} from {cfg.tracking_uri} on http://{host}:{port} "
+        f"serving {cfg.model}@{alias} from {redact(cfg.tracking_uri)} on http://{host}:{port} "
         f"({workers} worker{'s' if workers > 1 else ''})")
     run_server(
         cfg.tracking_uri, cfg.model, host=host, port=port, workers=workers, alias=alias,
@@ -53,7 +53,8 @@ def serve(
         inference_log=cfg.resolve_path(opts.inference_log) if opts.inference_log else None,
         shadow=opts.shadow,
         max_body_bytes=int(opts.max_body_mb * 2**20),
-        registry_uri=absolutize_uri(cfg.registry_uri, cfg.base_dir) if cfg.registry_uri else None,
+        # config.load resolved it: never left to an inherited MLFLOW_REGISTRY_URI.
+        registry_uri=cfg.registry_uri,
     )
 
 
@@ -73,14 +74,12 @@ def predict(
 ) -> None:
     """Batch scoring with the champion: the input rows plus prediction and model_version."""
     from retrainer.batch import predict_file
-    from retrainer.config import absolutize_uri
 
     cfg = load_config(config, tracking_uri)
     with quiet_stdout():
         summary = predict_file(
             cfg.tracking_uri, cfg.model, data, output, engine=engine, alias=cfg.promote.alias,
-            registry_uri=absolutize_uri(cfg.registry_uri, cfg.base_dir)
-            if cfg.registry_uri else None,
+            registry_uri=cfg.registry_uri,
         )
     if as_json:
         emit_json(summary)

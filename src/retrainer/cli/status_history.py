@@ -36,7 +36,10 @@ def status(config: ConfigOpt = None, tracking_uri: TrackingOpt = None,
     from rich.table import Table
 
     console = terminal()
-    table = Table(title=f"{doc['model']} ({doc['tracking_uri']})", title_justify="left")
+    # A registry apart from the tracking store is named: that is where the aliases live.
+    store = doc["tracking_uri"] if doc["registry_uri"] == doc["tracking_uri"] else \
+        f"tracking {doc['tracking_uri']}, registry {doc['registry_uri']}"
+    table = Table(title=f"{doc['model']} ({store})", title_justify="left")
     for col in ("role", "version", "run", "since", *doc["metrics"]):
         table.add_column(col)
     for role in ("champion", "challenger", "previous"):

@@ -28,13 +28,24 @@ def connect(cfg: Config) -> MlflowClient:
     import mlflow
     from mlflow import MlflowClient
 
+    from retrainer.config import default_registry_uri
+
+    # Never leave the registry to an inherited MLFLOW_REGISTRY_URI: it would split versions
+    # and aliases from the runs (config.load decides, and warns when it ignores one).
+    registry_uri = cfg.registry_uri or default_registry_uri(uri)
     mlflow.set_tracking_uri(uri)
-    if cfg.registry_uri:
-        mlflow.set_registry_uri(cfg.registry_uri)
+    if registry_uri == default_registry_uri(uri):
+        # Follow the tracking store. "" makes MLflow derive the registry from the current
+        # tracking URI and skip the environment variable; pinning the URI instead would
+        # split code in this process that later sets only a tracking URI.
+        mlflow.set_registry_uri("")
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)  # nor hand it to child processes
+    else:
+        mlflow.set_registry_uri(registry_uri)
     with _store_init_guard(cfg):
         # The first client builds (and caches, per process) the tracking and registry
         # stores, which creates or migrates a database store's schema.
-        client = MlflowClient(tracking_uri=uri, registry_uri=cfg.registry_uri)
+        client = MlflowClient(tracking_uri=uri, registry_uri=registry_uri)
         client.search_registered_models(max_results=1)
     return client
 
