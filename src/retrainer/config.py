@@ -185,6 +185,14 @@ class Config(_Strict):
     # Not a config key: the folder relative paths resolve against.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
+    @field_validator("model")
+    @classmethod
+    def _registrable_name(cls, value: str) -> str:
+        problem = model_name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @field_validator("metrics")
     @classmethod
     def _known_metrics(cls, value: list[str]) -> list[str]:
@@ -217,6 +225,34 @@ class Config(_Strict):
         if "://" in value or os.path.isabs(value):
             return value
         return str(self.base_dir / value)
+
+
+#: Characters the MLflow registry refuses in a model name (its own check and its file
+#: store's), plus control characters.
+_REFUSED_IN_NAMES = "/:\\%"
+MAX_NAME_LENGTH = 256  # the registry's name column
+
+
+def model_name_problem(name: str) -> str | None:
+    """Why the registry would refuse `name` as a registered model name, or None.
+
+    Checked at config load, so a bad name is a one-line config error (exit 2) instead of
+    MLflow's "Missing value for required parameter 'name'" after work has started.
+    """
+    if not name.strip():
+        return "the registered model name is empty"
+    if name != name.strip():
+        return f"the registered model name {name!r} starts or ends with white space"
+    bad = next((c for c in name if c in _REFUSED_IN_NAMES or ord(c) < 32 or ord(c) == 127),
+               None)
+    if bad is not None:
+        return (f"the registered model name {name!r} contains {bad!r}, which the MLflow "
+                "registry refuses (use letters, digits, '-', '_', '.' or spaces)")
+    if name in (".", ".."):
+        return f"{name!r} is not a usable registered model name"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"the registered model name is longer than {MAX_NAME_LENGTH} characters"
+    return None
 
 
 def _did_you_mean(name: str, choices: Any) -> str:

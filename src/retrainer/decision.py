@@ -11,6 +11,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from retrainer import stamp
+from retrainer.redact import redact_all
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -60,7 +61,8 @@ def build(cfg: Config, *, trigger: str, trigger_reason: str | None, decision_id:
             "champion": move.champion, "previous": move.previous, "kind": move.kind,
             "at": move.at},
     }
-    return clean(record)
+    # A data source or trigger reason may quote a URL with ${ENV} credentials in it.
+    return redact_all(clean(record))
 
 
 def clean(value: Any) -> Any:

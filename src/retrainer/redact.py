@@ -49,3 +49,22 @@ def redact_all(value: T) -> T:
 def redact_any(value: Any) -> str:
     """`str(value)` redacted: for exceptions and other objects on their way to a message."""
     return redact(str(value)) or ""
+
+
+class RedactingStream:
+    """A text stream that blanks URL credentials in what passes through it.
+
+    The CLI wraps stdout and stderr in it, so library prints (MLflow's "View run at
+    http://user:pw@host/..." lines) and tracebacks are covered too. Rich writes each print's
+    whole rendering at once, so a URL is not split across writes.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(redact(text) or "")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+

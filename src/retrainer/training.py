@@ -24,6 +24,7 @@ from retrainer import metrics as mx
 from retrainer import registry
 from retrainer.data import Dataset, fingerprints, load_callable, split_label
 from retrainer.errors import UserError
+from retrainer.redact import redact
 
 if TYPE_CHECKING:
     import numpy as np
@@ -205,7 +206,7 @@ def fit_and_log(cfg: Config, train: Dataset, holdout: Dataset, *, cycle_id: str,
             f"{TAG_PREFIX}trigger": trigger, f"{TAG_PREFIX}kind": "cycle",
             f"{TAG_PREFIX}task": task}
     if reason:
-        tags[f"{TAG_PREFIX}trigger_reason"] = reason[:5000]
+        tags[f"{TAG_PREFIX}trigger_reason"] = redact(reason[:5000]) or ""
     with mlflow.start_run(experiment_id=registry.experiment_id(cfg), tags=tags) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in cfg.train.params.items()})
         mlflow.log_params({"estimator": cfg.train.estimator or cfg.train.entrypoint,
@@ -265,7 +266,8 @@ def _log_training_data(train: Dataset) -> None:
 
     try:
         dataset = mlflow.data.from_pandas(train.frame, source=_dataset_source(train.source),
-                                          targets=train.target, name=train.source[-200:])
+                                          targets=train.target,
+                                          name=(redact(train.source) or "")[-200:])
         mlflow.log_input(dataset, context="training")
     except Exception as err:  # noqa: BLE001 - lineage is nice to have, never fatal
         log.warning("could not log the training dataset input: %s", err)
@@ -276,7 +278,7 @@ def _dataset_source(source: str) -> str | None:
     import os
 
     if "://" in source or os.path.exists(source):
-        return source
+        return redact(source)  # lineage, not a way in: no credentials in the store
     return None
 
 

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from retrainer import locks, registry
 from retrainer.errors import UserError
+from retrainer.redact import redact
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -462,7 +463,7 @@ def _serialise(area: str, value: Any) -> str:
     must not be forgotten, so their texts are shortened before any is dropped.
     """
     def dump(v: Any) -> str:
-        return json.dumps(v, sort_keys=True, default=str)
+        return redact(json.dumps(v, sort_keys=True, default=str)) or ""  # reasons quote URLs
 
     if area == "pending":
         items = list(value or [])
