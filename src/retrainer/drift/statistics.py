@@ -103,7 +103,7 @@ class DriftReport:
     @property
     def verdict(self) -> str:
         """Every rule with its numbers, e.g. 'predictions drifted (PSI 0.49 > 0.31); 3 of
-        10 columns drifted, 77% of the champion's importance (>= 50%)'."""
+        10 columns drifted, 81% of the champion's importance (>= 50%)'."""
         parts = []
         p = self.prediction
         if p is not None:
