@@ -29,7 +29,7 @@ T = TypeVar("T")
 
 def redact(text: str | None) -> str | None:
     """`text` with every URL's credentials replaced by ***; None stays None."""
-    if not text or ("://" not in text and "=" not in text):
+    if not isinstance(text, str) or ("://" not in text and "=" not in text):
         return text
     text = _USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
     return _SECRET_PARAM.sub(lambda m: f"{m.group('key')}{MASK}", text)
@@ -63,7 +63,9 @@ class RedactingStream:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        return self._stream.write(redact(text) or "")
+        # Bytes go through untouched, so the wrapped text stream refuses them as it would:
+        # click probes streams with write(b"") to find binary ones.
+        return self._stream.write(redact(text) if isinstance(text, str) else text)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
