@@ -51,7 +51,8 @@ def test_drift_json_on_shifted_data(trained: Path, cli) -> None:
     )
     assert out.code == 3, out.stderr  # --fail-on-drift and the dataset drifted
     doc = out.json()
-    assert set(doc) == {"dataset_drift", "columns", "prediction", "share_drifted", "rows"}
+    assert set(doc) == {"dataset_drift", "columns", "prediction", "share_drifted", "rows",
+                        "rules", "verdict", "weighted_share_drifted", "weighting"}
     assert doc["dataset_drift"] is True
     flagged = sorted(c["column"] for c in doc["columns"] if c["drifted"])
     assert flagged == sorted(SHIFTED)

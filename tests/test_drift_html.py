@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 import re
 
 import numpy as np
@@ -79,7 +80,9 @@ def test_page_states_the_verdict_and_which_columns_drifted(
     page = render_html(report, profile, cur)
     _assert_self_contained(page)
     assert _verdict(page) == verdict
-    assert "1 of 3 columns drifted (33%)" in page
+    # The summary is the report's verdict: every rule with its numbers.
+    assert "1 of 3 columns drifted (33%, equal weights; " in page
+    assert html.escape(report.verdict) in page
     expected = {"age": True, "bmi": False, "city": False, "prediction": False}
     table = _table(page)
     assert set(table) == set(expected)

@@ -272,8 +272,10 @@ def test_prediction_drift() -> None:
     moved = compare(profile, cur, predictions=rng.normal(1.0, 1.0, size=(len(cur), 1)))
     assert moved.prediction.drifted
     assert moved.to_dict()["prediction"]["column"] == "prediction"
-    # Prediction drift is reported on its own; it does not vote in the column share.
-    assert not moved.dataset_drift
+    # Prediction drift is a dataset rule of its own (drift.on_prediction), not a column.
+    assert moved.dataset_drift and moved.rules == ["prediction"]
+    assert not compare(profile, cur, predictions=rng.normal(1.0, 1.0, size=len(cur)),
+                       on_prediction=False).dataset_drift
     assert compare(profile, cur).to_dict()["prediction"] is None
 
 
@@ -282,7 +284,8 @@ def test_report_json_shape() -> None:
     cur = ref_frame(seed=1)
     cur["bmi"] = np.nan
     doc = json.loads(compare(profile, cur).to_json())
-    assert set(doc) == {"dataset_drift", "columns", "prediction", "share_drifted", "rows"}
+    assert set(doc) == {"dataset_drift", "columns", "prediction", "share_drifted", "rows",
+                        "rules", "verdict", "weighted_share_drifted", "weighting"}
     assert doc["rows"] == {"reference": 2_000, "current": 2_000}
     for col in doc["columns"]:
         assert {"column", "statistic", "value", "threshold", "drifted"} <= set(col)

@@ -154,7 +154,7 @@ def test_drift_reason_names_columns_statistics_and_thresholds() -> None:
     assert report.dataset_drift
     reason = drift_reason(report)
     bmi = next(c for c in report.columns if c.column == "bmi")
-    assert reason.startswith("data drift in 1 of 3 columns: ")
+    assert reason.startswith("1 of 3 columns drifted (33%, equal weights; >= 30%): ")
     assert f"PSI {bmi.value:.3g} on bmi > {bmi.threshold:.3g}" in reason
     assert "bp" not in reason
 

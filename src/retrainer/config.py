@@ -8,6 +8,7 @@ the environment when the file is read; expanded values are never printed back.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import re
 from pathlib import Path
@@ -18,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from retrainer.errors import UserError
 from retrainer.events import NOTIFY_EVENTS
 from retrainer.where import WhereError, parse_where
+
+log = logging.getLogger("retrainer")
 
 DEFAULT_CONFIG = "retrainer.yaml"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -158,8 +161,11 @@ class PromoteConfig(_Strict):
 
 
 class DriftConfig(_Strict):
+    # The dataset drifts when the drifted columns carry this share of the champion's
+    # importance, or a key column drifts, or (on_prediction) its predictions drift.
     share: float = Field(0.5, gt=0.0, le=1.0)
     key_columns: list[str] = []
+    on_prediction: bool = True
     thresholds: dict[str, float] = {}
     bins: int = Field(10, ge=2, le=100)
 
@@ -333,6 +339,14 @@ class Config(_Strict):
     # Not a config key: the folder relative paths resolve against.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
+    @field_validator("model")
+    @classmethod
+    def _registrable_name(cls, value: str) -> str:
+        problem = model_name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @field_validator("metrics")
     @classmethod
     def _known_metrics(cls, value: list[str]) -> list[str]:
@@ -372,6 +386,34 @@ class Config(_Strict):
         if "://" in value or os.path.isabs(value):
             return value
         return str(self.base_dir / value)
+
+
+#: Characters the MLflow registry refuses in a model name (its own check and its file
+#: store's), plus control characters.
+_REFUSED_IN_NAMES = "/:\\%"
+MAX_NAME_LENGTH = 256  # the registry's name column
+
+
+def model_name_problem(name: str) -> str | None:
+    """Why the registry would refuse `name` as a registered model name, or None.
+
+    Checked at config load, so a bad name is a one-line config error (exit 2) instead of
+    MLflow's "Missing value for required parameter 'name'" after work has started.
+    """
+    if not name.strip():
+        return "the registered model name is empty"
+    if name != name.strip():
+        return f"the registered model name {name!r} starts or ends with white space"
+    bad = next((c for c in name if c in _REFUSED_IN_NAMES or ord(c) < 32 or ord(c) == 127),
+               None)
+    if bad is not None:
+        return (f"the registered model name {name!r} contains {bad!r}, which the MLflow "
+                "registry refuses (use letters, digits, '-', '_', '.' or spaces)")
+    if name in (".", ".."):
+        return f"{name!r} is not a usable registered model name"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"the registered model name is longer than {MAX_NAME_LENGTH} characters"
+    return None
 
 
 def _did_you_mean(name: str, choices: Any) -> str:
@@ -473,13 +515,55 @@ def load(path: str | os.PathLike[str] | None = None, tracking_uri: str | None = 
         problem = getattr(err, "problem", None) or "invalid YAML"
         raise UserError(f"{file}:{where} cannot parse YAML: {problem}") from None
     cfg = parse(raw, file.resolve().parent, str(file))
+    named_by = ("--tracking-uri" if tracking_uri else str(file) if cfg.tracking_uri else None)
     cfg.tracking_uri = resolve_tracking_uri(cfg, tracking_uri)
+    cfg.registry_uri, ignored = resolve_registry_uri(cfg, named_by)
+    if ignored:
+        from retrainer.redact import redact
+
+        where = f"{named_by} names" if named_by else "retrainer uses the embedded"
+        log.warning("ignoring MLFLOW_REGISTRY_URI=%s: %s tracking store %s and the registry "
+                    "goes with it (set registry_uri in %s for a separate registry)",
+                    redact(ignored), where, redact(cfg.tracking_uri), file)
     return cfg
 
 
 def resolve_tracking_uri(cfg: Config, flag: str | None = None) -> str:
     uri = flag or cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     return absolutize_uri(uri, cfg.base_dir)
+
+
+def resolve_registry_uri(cfg: Config, named_by: str | None) -> tuple[str, str | None]:
+    """The registry URI, and an environment registry URI that was ignored (for a warning).
+
+    `registry_uri` in the config wins. Otherwise the registry goes with the tracking store: a
+    store named by the config or `--tracking-uri` (or the embedded default) is never split
+    by an inherited `MLFLOW_REGISTRY_URI` (`mlflow.set_registry_uri` exports it to child
+    processes), which would put runs in one store and versions and aliases in another.
+    Only a tracking store that itself came from `MLFLOW_TRACKING_URI` takes the registry
+    from the environment too. Call after `resolve_tracking_uri`.
+    """
+    tracking = cfg.tracking_uri or resolve_tracking_uri(cfg)
+    if cfg.registry_uri:
+        return absolutize_uri(cfg.registry_uri, cfg.base_dir), None
+    env = os.environ.get("MLFLOW_REGISTRY_URI") or None
+    from_env = named_by is None and bool(os.environ.get("MLFLOW_TRACKING_URI"))
+    if env and from_env:
+        return absolutize_uri(env, Path.cwd()), None
+    default = default_registry_uri(tracking)
+    if env and absolutize_uri(env, Path.cwd()) != default:
+        return default, env
+    return default, None
+
+
+def default_registry_uri(tracking: str) -> str:
+    """MLflow's own default registry for a tracking store: the store itself, except Unity
+    Catalog beside a Databricks workspace."""
+    if tracking == "databricks":
+        return "databricks-uc"
+    if tracking.startswith("databricks://"):
+        return "databricks-uc://" + tracking.removeprefix("databricks://")
+    return tracking
 
 
 def absolutize_uri(uri: str, base_dir: Path) -> str:

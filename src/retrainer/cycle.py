@@ -18,7 +18,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from retrainer import data as data_mod
-from retrainer import decision, evaluation, gate, notify, progress, registry, stamp, training
+from retrainer import (
+    decision,
+    evaluation,
+    gate,
+    notify,
+    progress,
+    reference,
+    registry,
+    stamp,
+    training,
+)
 from retrainer import metrics as mx
 from retrainer.errors import UserError
 from retrainer.notify.message import metric_summary
@@ -161,6 +171,11 @@ def promote_and_record(cfg: Config, client: MlflowClient, candidate: Candidate,
     against the new champion and that verdict decides.
     """
     version = candidate.version or _register(cfg, client, candidate, decision_id, trigger)
+    if not candidate.trained_now:
+        # Registered without a profile (plain MLflow): build one from the rows judged now,
+        # so drift can be measured against it once it is champion.
+        reference.attach_if_missing(cfg, client, version, candidate.model, candidate.inputs,
+                                    holdout, decision_id=decision_id)
     move: registry.Move | None = None
     canary: dict[str, Any] | None = None
     would_be = judged.verdict.decision

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from retrainer import stamp
 from retrainer.gate import extend_record
+from retrainer.redact import redact_all
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -64,7 +65,8 @@ def build(cfg: Config, *, trigger: str, trigger_reason: str | None, decision_id:
     }
     # The policy, the decision line's notes, the per-slice table, training rows.
     extend_record(record, verdict, scores, cfg.gate)
-    return clean(record)
+    # A data source or trigger reason may quote a URL with ${ENV} credentials in it.
+    return redact_all(clean(record))
 
 
 def clean(value: Any) -> Any:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from retrainer import registry
 from retrainer.errors import UserError
+from retrainer.redact import redact_all
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -51,10 +52,11 @@ def model_history(cfg: Config, limit: int | None = None,
     if limit is not None:
         items = items[:limit]
     champion = registry.current_champion(client, cfg.model, cfg.promote.alias)
-    return {"model": cfg.model, "experiment": cfg.experiment_name, "total": total,
-            "champion": str(champion[0].version) if champion else None,
-            "champion_known_by": champion[1] if champion else None,
-            "repaired": repaired is not None, "entries": items}
+    # Records written before redaction existed may quote a URL with its credentials.
+    return redact_all({"model": cfg.model, "experiment": cfg.experiment_name, "total": total,
+                       "champion": str(champion[0].version) if champion else None,
+                       "champion_known_by": champion[1] if champion else None,
+                       "repaired": repaired is not None, "entries": items})
 
 
 def entries(client: MlflowClient, cfg: Config) -> list[dict[str, Any]]:

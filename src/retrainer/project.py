@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from retrainer.errors import UserError
+from retrainer.redact import redact
 
 EXAMPLES = ("diabetes",)
 WEEK_AGO_ROWS = 20  # the article's production model never saw the last 20 rows
@@ -59,7 +60,7 @@ def run_demo(directory: Path, progress: Callable[[str], None] | None = None) -> 
     cfg = load(directory / "retrainer.yaml")
     client = connect(cfg)
     say(f"[1/2] a week ago: training version 1 on {len(full) - WEEK_AGO_ROWS} rows "
-        f"(store: {cfg.tracking_uri})")
+        f"(store: {redact(cfg.tracking_uri)})")
     first = run_cycle(cfg, data=str(week_ago), trigger="demo", client=client,
                       reason="the production model, trained a week ago")
     say(f"[2/2] today: retraining on all {len(full)} rows and judging against version "

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from retrainer import registry, stamp
+from retrainer.redact import redact
 
 ROLES = ("champion", "challenger", "previous")
 
@@ -14,7 +15,8 @@ def model_status(cfg: Any) -> dict[str, Any]:
     """Champion, challenger, previous with their run metrics; repairs a half-done promotion."""
     client = registry.connect(cfg)
     repaired = registry.repair(client, cfg)
-    doc: dict[str, Any] = {"model": cfg.model, "tracking_uri": _redact(cfg.tracking_uri),
+    doc: dict[str, Any] = {"model": cfg.model, "tracking_uri": redact(cfg.tracking_uri),
+                           "registry_uri": redact(cfg.registry_uri or cfg.tracking_uri),
                            "metrics": cfg.metrics, "repaired": repaired is not None}
     found = registry.current_champion(client, cfg.model, cfg.promote.alias)
     names = registry.aliases(client, cfg.model)
@@ -97,11 +99,3 @@ def last_decision(client: Any, cfg: Any) -> dict[str, Any] | None:
     return {k: entry.get(k) for k in keep} | {"cycle_id": entry.get("decision_id"),
                                               "decision": entry.get("decision") or
                                               entry["what"]}
-
-
-def _redact(uri: str | None) -> str | None:
-    """Never print credentials that came from ${ENV} expansion."""
-    if uri and "@" in uri and "://" in uri:
-        scheme, rest = uri.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return uri

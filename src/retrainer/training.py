@@ -24,6 +24,7 @@ from retrainer import metrics as mx
 from retrainer import registry
 from retrainer.data import Dataset, fingerprints, load_callable, split_label
 from retrainer.errors import UserError
+from retrainer.redact import redact
 
 if TYPE_CHECKING:
     import numpy as np
@@ -207,7 +208,7 @@ def fit_and_log(cfg: Config, train: Dataset, holdout: Dataset, *, cycle_id: str,
             f"{TAG_PREFIX}trigger": trigger, f"{TAG_PREFIX}kind": "cycle",
             f"{TAG_PREFIX}task": task}
     if reason:
-        tags[f"{TAG_PREFIX}trigger_reason"] = reason[:5000]
+        tags[f"{TAG_PREFIX}trigger_reason"] = redact(reason[:5000]) or ""
     with mlflow.start_run(experiment_id=registry.experiment_id(cfg), tags=tags) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in cfg.train.params.items()})
         mlflow.log_params({"estimator": cfg.train.estimator or cfg.train.entrypoint,
@@ -224,7 +225,7 @@ def fit_and_log(cfg: Config, train: Dataset, holdout: Dataset, *, cycle_id: str,
             fp = Path(tmp) / "train_fingerprints.npy"
             np.save(fp, fingerprints(train))
             mlflow.log_artifact(str(fp), artifact_path="retrainer")
-        profile = _reference_profile(cfg, train, pred)
+        profile = _reference_profile(cfg, train, holdout, model, pred, labels)
         if profile is not None:
             mlflow.log_dict(profile, PROFILE_ARTIFACT)
         mlflow.log_dict({"features": train.features, "target": train.target, "task": task,
@@ -267,7 +268,8 @@ def _log_training_data(train: Dataset) -> None:
 
     try:
         dataset = mlflow.data.from_pandas(train.frame, source=_dataset_source(train.source),
-                                          targets=train.target, name=train.source[-200:])
+                                          targets=train.target,
+                                          name=(redact(train.source) or "")[-200:])
         mlflow.log_input(dataset, context="training")
     except Exception as err:  # noqa: BLE001 - lineage is nice to have, never fatal
         log.warning("could not log the training dataset input: %s", err)
@@ -278,15 +280,21 @@ def _dataset_source(source: str) -> str | None:
     import os
 
     if "://" in source or os.path.exists(source):
-        return source
+        return redact(source)  # lineage, not a way in: no credentials in the store
     return None
 
 
-def _reference_profile(cfg: Config, train: Dataset, holdout_pred: Any) -> dict | None:
+def _reference_profile(cfg: Config, train: Dataset, holdout: Dataset, model: Any,
+                       holdout_pred: Any, labels: list[Any] | None) -> dict | None:
+    """The training rows, the holdout predictions and the model's importance on the holdout
+    (what the drift verdict weighs columns by)."""
     try:
         from retrainer.drift.profile import build_profile
+        from retrainer.importance import importance_record
 
-        return build_profile(train.X, holdout_pred, bins=cfg.drift.bins)
+        importance = importance_record(model, holdout.X, holdout.y, cfg.primary_metric,
+                                       labels=labels)
+        return build_profile(train.X, holdout_pred, bins=cfg.drift.bins, importance=importance)
     except Exception as err:  # noqa: BLE001 - drift is an add-on to the cycle
         log.warning("could not build the reference profile: %s", err)
         return None

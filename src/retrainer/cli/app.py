@@ -40,9 +40,19 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document o
 STDOUT = sys.stdout
 
 
+class _RedactingFormatter(logging.Formatter):
+    """Log lines (retrainer's and the libraries') with URL credentials blanked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from retrainer.redact import redact
+
+        return redact(super().format(record)) or ""
+
+
 def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     logging.getLogger("retrainer").setLevel(logging.INFO if verbose else logging.WARNING)
     for noisy in ("mlflow", "alembic", "urllib3", "py4j", "httpx"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
@@ -67,11 +77,17 @@ def terminal(stderr: bool = False) -> Any:
     file = sys.stderr if stderr else STDOUT
     # Piped output (logs, CI) has no terminal width: tables get room instead of 80 columns.
     width = None if file.isatty() or os.environ.get("COLUMNS") else 160
-    return Console(file=file, highlight=False, soft_wrap=True, width=width)
+    from retrainer.redact import RedactingStream
+
+    return Console(file=RedactingStream(file), highlight=False, soft_wrap=True, width=width)
 
 
 def emit_json(doc: Any) -> None:
-    STDOUT.write(json.dumps(doc, indent=2, default=str) + "\n")
+    from retrainer.redact import redact_all
+
+    # Every document a command prints: no URL credentials, whatever field carries one.
+    doc = redact_all(json.loads(json.dumps(doc, default=str)))
+    STDOUT.write(json.dumps(doc, indent=2) + "\n")
     STDOUT.flush()
 
 

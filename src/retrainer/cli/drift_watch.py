@@ -126,7 +126,9 @@ def _show_tick(result: Any, as_json: bool, quiet_if_idle: bool) -> None:
     idle = not (result.fired or result.cycles or result.failures or result.rollout_acted)
     if as_json:
         if not (idle and quiet_if_idle):
-            doc = result.to_json()
+            from retrainer.redact import redact_all
+
+            doc = redact_all(result.to_json())
             # --once prints one document; the daemon one line per evaluation (JSON Lines).
             STDOUT.write(json.dumps(doc, default=str, indent=None if quiet_if_idle else 2)
                           + "\n")

@@ -10,6 +10,7 @@ import typer
 
 from retrainer.cli.app import app, setup_logging
 from retrainer.errors import GateRejected, UserError
+from retrainer.redact import RedactingStream, redact_any
 
 # Importing a command module registers its commands on the app; --help lists them in
 # this order.
@@ -39,14 +40,17 @@ def _usage_error_types() -> tuple[type[Exception], ...]:
 
 def main() -> None:
     """Console entry: exit 2 with one line for the user's mistakes, 1 for the unexpected."""
+    # Whatever reaches the terminal (library prints, warnings, tracebacks) loses the URL
+    # credentials ${ENV} expansion put in the config.
+    sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
     setup_logging(verbose=os.environ.get("RETRAINER_VERBOSE") == "1")
     try:
         code = app(standalone_mode=False)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {redact_any(err)}", file=sys.stderr)
         sys.exit(err.exit_code)
     except GateRejected as err:
-        print(f"rejected: {err}", file=sys.stderr)
+        print(f"rejected: {redact_any(err)}", file=sys.stderr)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -65,8 +69,9 @@ def main() -> None:
             sys.exit(1)
         import traceback
 
-        traceback.print_exc(file=sys.stderr)
-        print(f"unexpected error: {type(err).__name__}: {err}", file=sys.stderr)
+        # Library errors quote URLs as they got them, credentials included.
+        print(redact_any(traceback.format_exc()), end="", file=sys.stderr)
+        print(f"unexpected error: {type(err).__name__}: {redact_any(err)}", file=sys.stderr)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
 

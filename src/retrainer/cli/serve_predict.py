@@ -39,7 +39,7 @@ def serve(
     While a canary rollout runs, the `canary` version answers `rollout.canary_share` of
     the requests (see docs/rollout.md).
     """
-    from retrainer.config import absolutize_uri
+    from retrainer.redact import redact
     from retrainer.registry import probe
     from retrainer.serving.server import serve as run_server
 
@@ -54,7 +54,8 @@ def serve(
               + (f" (sticky by {rollout.sticky_header})" if rollout.sticky_header else "")
               if share else "")
     terminal(stderr=True).print(
-        f"serving {cfg.model}@{alias}{canary} from {cfg.tracking_uri} on http://{host}:{port} "
+        f"serving {cfg.model}@{alias}{canary} from {redact(cfg.tracking_uri)} on "
+        f"http://{host}:{port} "
         f"({workers} worker{'s' if workers > 1 else ''})")
     run_server(
         cfg.tracking_uri, cfg.model, host=host, port=port, workers=workers, alias=alias,
@@ -63,7 +64,8 @@ def serve(
         inference_log=cfg.resolve_path(opts.inference_log) if opts.inference_log else None,
         shadow=opts.shadow,
         max_body_bytes=int(opts.max_body_mb * 2**20),
-        registry_uri=absolutize_uri(cfg.registry_uri, cfg.base_dir) if cfg.registry_uri else None,
+        # config.load resolved it: never left to an inherited MLFLOW_REGISTRY_URI.
+        registry_uri=cfg.registry_uri,
         canary_share=share, sticky_header=rollout.sticky_header,
     )
 
@@ -84,14 +86,12 @@ def predict(
 ) -> None:
     """Batch scoring with the champion: the input rows plus prediction and model_version."""
     from retrainer.batch import predict_file
-    from retrainer.config import absolutize_uri
 
     cfg = load_config(config, tracking_uri)
     with quiet_stdout():
         summary = predict_file(
             cfg.tracking_uri, cfg.model, data, output, engine=engine, alias=cfg.promote.alias,
-            registry_uri=absolutize_uri(cfg.registry_uri, cfg.base_dir)
-            if cfg.registry_uri else None,
+            registry_uri=cfg.registry_uri,
         )
     if as_json:
         emit_json(summary)

@@ -83,8 +83,11 @@ def status(config: ConfigOpt = None, tracking_uri: TrackingOpt = None,
                      "(recorded in `retrainer history`)[/yellow]")
     # A panel on a terminal; piped, rich draws it in plain ASCII-safe box characters.
     champion = doc["champion"]["version"] if doc["champion"] else "none"
+    # A registry apart from the tracking store is named: that is where the aliases live.
+    store = doc["tracking_uri"] if doc["registry_uri"] == doc["tracking_uri"] else \
+        f"tracking {doc['tracking_uri']}, registry {doc['registry_uri']}"
     console.print(Panel(Group(*lines), title=f"[bold]{doc['model']}[/bold] champion "
-                        f"{champion}", subtitle=str(doc["tracking_uri"]),
+                        f"{champion}", subtitle=str(store),
                         title_align="left", subtitle_align="right", expand=False))
 
 

@@ -8,8 +8,6 @@ with the champion for prediction drift, and calls `statistics.compare`.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +17,7 @@ import pandas as pd
 
 from retrainer import data as data_mod
 from retrainer import evaluation, registry
-from retrainer.drift.profile import PROFILE_ARTIFACT, as_float, build_profile, load_profile
+from retrainer.drift.profile import PROFILE_ARTIFACT, as_float, build_profile
 from retrainer.drift.statistics import DriftReport, cell, compare, explain
 from retrainer.errors import UserError
 from retrainer.training import load_fingerprints, load_training_info
@@ -36,7 +34,7 @@ class ChampionDrift:
     profile: dict
     current: pd.DataFrame
     version: str
-    profile_source: str  # "artifact" or "rebuilt from <source>"
+    profile_source: str  # "artifact", "rebuilt from <source>" or "built from the … rows …"
     notes: list[str] = field(default_factory=list)
 
 
@@ -86,20 +84,18 @@ def champion_drift(cfg: Config, data: str | None = None) -> ChampionDrift:
         share=cfg.drift.share,
         key_columns=cfg.drift.key_columns,
         thresholds=cfg.drift.thresholds or None,
+        on_prediction=cfg.drift.on_prediction,
     )
     return ChampionDrift(report, profile, current, version, profile_source, notes)
 
 
 def _champion_profile(cfg: Config, client: Any, mv: Any) -> tuple[dict, str]:
     """The version's logged profile, or one rebuilt from its logged training input."""
-    if mv.run_id:
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                path = client.download_artifacts(mv.run_id, PROFILE_ARTIFACT, tmp)
-            except Exception:  # noqa: BLE001 - older versions were logged without one
-                path = None
-            if path and os.path.exists(path):
-                return load_profile(path), "artifact"
+    from retrainer.reference import describe, logged_profile
+
+    profile = logged_profile(client, mv)
+    if profile is not None:
+        return profile, describe(profile) or "artifact"
     return _rebuild_profile(cfg, client, mv)
 
 
@@ -201,12 +197,14 @@ def table_view(result: ChampionDrift) -> tuple[str, list[str], list[list[str]], 
         f"Drift against champion version {result.version} "
         f"(reference {report.rows_reference:,} rows, current {report.rows_current:,})"
     )
-    header = ["column", "statistic", "value", "threshold", "drifted", "missing Δ", "note"]
+    header = ["column", "weight", "statistic", "value", "threshold", "drifted", "missing Δ",
+              "note"]
     rows = []
     for r in list(report.columns) + ([report.prediction] if report.prediction else []):
         rows.append(
             [
                 r.column,
+                "-" if r.weight is None else f"{r.weight:.0%}",
                 r.statistic or "-",
                 cell(r.value),
                 cell(r.threshold),
@@ -218,18 +216,17 @@ def table_view(result: ChampionDrift) -> tuple[str, list[str], list[list[str]], 
     lines = []
     if result.profile_source != "artifact":
         lines.append(f"reference profile {result.profile_source}")
+    weighting = report.weighting
+    if weighting is not None and weighting.method == "equal":
+        lines.append(f"columns weigh equally: {weighting.note}")
+    elif weighting is not None:
+        lines.append(f"weight: the column's share of the champion's permutation importance "
+                     f"({weighting.metric}, {weighting.rows} holdout rows)")
     lines += [f"note: {note}" for note in result.notes]
-    n = sum(c.drifted for c in report.columns)
     verdict = (
-        "[bold red]dataset drift[/bold red]"
+        f"[bold red]dataset drift[/bold red] (rule: {', '.join(report.rules)})"
         if report.dataset_drift
         else "[bold green]no dataset drift[/bold green]"
     )
-    pred = ""
-    if report.prediction:
-        pred = f"; predictions {'drifted' if report.prediction.drifted else 'stable'}"
-    lines.append(
-        f"{verdict}: {n} of {len(report.columns)} columns drifted "
-        f"({report.share_drifted:.0%}){pred}"
-    )
+    lines.append(f"{verdict}: {report.verdict}")
     return title, header, rows, lines

@@ -59,19 +59,12 @@ def render_html(report: DriftReport, profile: dict, current: pd.DataFrame | None
                 svg=_svg_histogram(labels, ref, cur) if labels else "<p>no data to plot</p>",
             )
         )
-    n_drifted = sum(c.drifted for c in report.columns)
     return _PAGE.format(
         colour=colour,
         verdict=html.escape(verdict),
         summary=html.escape(
-            f"{n_drifted} of {len(report.columns)} columns drifted "
-            f"({report.share_drifted:.0%}); reference {report.rows_reference:,} rows, "
+            f"{report.verdict}; reference {report.rows_reference:,} rows, "
             f"current {report.rows_current:,} rows"
-            + (
-                f"; prediction {'drifted' if report.prediction.drifted else 'stable'}"
-                if report.prediction
-                else ""
-            )
         ),
         rows="\n".join(rows_html),
         charts="\n".join(charts),

@@ -45,11 +45,16 @@ def build_profile(
     bins: int = 10,
     max_rows: int = 100_000,
     seed: int = 0,
+    importance: Mapping[str, Any] | None = None,
+    source: Mapping[str, Any] | None = None,
 ) -> dict:
     """Profile the reference (training) features, and optionally the predictions.
 
     Edges are fitted on a seeded sample of at most `max_rows` rows; counts, missing
     rates and moments use every row. The result round-trips through `json`.
+    `importance` (``retrainer.importance.importance_record``) is what the dataset verdict
+    weighs columns by; `source` says which rows the profile describes when they are not
+    the training rows.
     """
     if bins < 2:
         raise UserError(f"drift profile needs at least 2 bins, got {bins}")
@@ -69,6 +74,8 @@ def build_profile(
         "bins": int(bins),
         "columns": columns,
         "prediction": prediction,
+        "importance": dict(importance) if importance is not None else None,
+        "source": dict(source) if source is not None else None,
     }
 
 

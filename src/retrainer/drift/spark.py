@@ -24,6 +24,7 @@ def compare_spark(
     key_columns: Sequence[str] = (),
     thresholds: dict[str, float] | None = None,
     seed: int = 0,
+    on_prediction: bool = True,
 ) -> DriftReport:
     """`compare` for a Spark DataFrame: bin counts in one Spark aggregation.
 
@@ -103,7 +104,8 @@ def compare_spark(
             pred_obs = obs
         else:
             observed[name] = obs
-    return assemble(profile, observed, pred_obs, m, share, key_columns, th)
+    return assemble(profile, observed, pred_obs, m, share, key_columns, th,
+                    on_prediction=on_prediction)
 
 
 def _quoted(name: str) -> str:

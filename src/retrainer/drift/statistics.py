@@ -4,7 +4,10 @@
 column (PSI for numeric columns and Pearson's chi-square for categorical ones decide;
 Jensen-Shannon, Wasserstein and KS are reported beside them; the missing rate has its
 own test) against the calibrated thresholds of `drift.thresholds`, and gives the
-dataset verdict as a `DriftReport`.
+dataset verdict as a `DriftReport`. The dataset drifts when any rule fires: the
+champion's predictions drifted (`prediction`), the drifted columns carry at least
+`share` of the champion's importance (`share`; equal weights when the profile has no
+importance), or a key column drifted (`key_columns`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from retrainer.drift.thresholds import (
     missing_rate_threshold,
     psi_threshold,
 )
+from retrainer.drift.weights import Weighting, column_weights
 from retrainer.errors import UserError
 
 
@@ -46,6 +50,7 @@ class ColumnResult:
     stats: dict[str, Any] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
     note: str | None = None
+    weight: float | None = None  # its share of the champion's importance (None: predictions)
     # Histogram for the HTML page: bin labels, reference shares, current shares.
     labels: list[str] = field(default_factory=list, repr=False)
     reference_shares: list[float] = field(default_factory=list, repr=False)
@@ -63,9 +68,15 @@ class ColumnResult:
         }
         out.update({k: _clean(v) for k, v in self.stats.items()})
         out["reasons"] = list(self.reasons)
+        if self.weight is not None:
+            out["weight"] = _clean(self.weight)
         if self.note:
             out["note"] = self.note
         return out
+
+
+#: The dataset rules, in the order the verdict names them.
+RULES = ("prediction", "share", "key_columns")
 
 
 @dataclass
@@ -75,13 +86,43 @@ class DriftReport:
     dataset_drift: bool
     columns: list[ColumnResult]
     prediction: ColumnResult | None
-    share_drifted: float
+    share_drifted: float  # share of the columns, unweighted
     rows_reference: int
     rows_current: int
+    rules: list[str] = field(default_factory=list)  # the RULES that fired
+    weighted_share_drifted: float = 0.0  # what the share rule compares with `share`
+    weighting: Weighting | None = None
+    share: float = 0.5
+    key_columns: list[str] = field(default_factory=list)
+    on_prediction: bool = True
 
     @property
     def drifted_columns(self) -> list[str]:
         return [c.column for c in self.columns if c.drifted]
+
+    @property
+    def verdict(self) -> str:
+        """Every rule with its numbers, e.g. 'predictions drifted (PSI 0.49 > 0.31); 3 of
+        10 columns drifted, 81% of the champion's importance (>= 50%)'."""
+        parts = []
+        p = self.prediction
+        if p is not None:
+            off = "" if self.on_prediction or not p.drifted else "; drift.on_prediction is off"
+            parts.append(f"predictions {'drifted' if p.drifted else 'stable'} "
+                         f"({_rule_text(p)}{off})")
+        n = len(self.drifted_columns)
+        versus = f"{'>=' if 'share' in self.rules else '<'} {self.share:.0%}"
+        if self.weighting is not None and self.weighting.method != "equal":
+            parts.append(f"{n} of {len(self.columns)} columns drifted, "
+                         f"{self.weighted_share_drifted:.0%} of the champion's importance "
+                         f"({versus})")
+        else:
+            parts.append(f"{n} of {len(self.columns)} columns drifted "
+                         f"({self.weighted_share_drifted:.0%}, equal weights; {versus})")
+        keys = [c for c in self.drifted_columns if c in set(self.key_columns)]
+        if keys:
+            parts.append(f"key column{'s' if len(keys) > 1 else ''} {', '.join(keys)} drifted")
+        return "; ".join(parts)
 
     def to_dict(self) -> dict:
         return {
@@ -90,6 +131,10 @@ class DriftReport:
             "prediction": self.prediction.to_dict() if self.prediction else None,
             "share_drifted": float(self.share_drifted),
             "rows": {"reference": int(self.rows_reference), "current": int(self.rows_current)},
+            "rules": list(self.rules),
+            "verdict": self.verdict,
+            "weighted_share_drifted": float(self.weighted_share_drifted),
+            "weighting": self.weighting.to_dict() if self.weighting else None,
         }
 
     def to_json(self, **kwargs: Any) -> str:
@@ -105,11 +150,13 @@ def compare(
     key_columns: Sequence[str] = (),
     thresholds: dict[str, float] | None = None,
     seed: int = 0,
+    on_prediction: bool = True,
 ) -> DriftReport:
     """Current data against a reference profile.
 
     Problems in the current data (a missing column, an all-empty column, strings in a
     numeric column) are drifted findings with a `note`; only empty data is an error.
+    With `on_prediction`, drifted `predictions` alone make the dataset drift.
     """
     check_profile(profile)
     if current is None or len(current) == 0:
@@ -119,7 +166,8 @@ def compare(
         raise UserError("current data has duplicate column names")
     rng = np.random.default_rng(seed)
     observed, pred_obs = observe_frame(profile, current, predictions, rng)
-    return assemble(profile, observed, pred_obs, len(current), share, key_columns, th)
+    return assemble(profile, observed, pred_obs, len(current), share, key_columns, th,
+                    on_prediction=on_prediction)
 
 
 def assemble(
@@ -130,8 +178,11 @@ def assemble(
     share: float,
     key_columns: Sequence[str],
     th: Mapping[str, float],
+    *,
+    on_prediction: bool = True,
 ) -> DriftReport:
     """Score every observed column (None: missing from the current data) and decide."""
+    weighting = column_weights(profile)
     results = []
     for name, col in profile["columns"].items():
         obs = observed[name]
@@ -139,19 +190,33 @@ def assemble(
             results.append(_missing_column(name, col))
         else:
             results.append(_score(name, col, obs, th))
+        results[-1].weight = weighting.weights.get(name, 0.0)
     pred = None
     if pred_obs is not None:
         pred = _score(PREDICTION, profile["prediction"], pred_obs, th)
     n_drifted = sum(r.drifted for r in results)
     share_drifted = n_drifted / len(results) if results else 0.0
-    key_drift = any(r.drifted for r in results if r.column in set(key_columns))
+    weighted = min(sum(r.weight or 0.0 for r in results if r.drifted), 1.0)
+    fired = {
+        "prediction": on_prediction and pred is not None and pred.drifted,
+        # A hair of slack: five equal weights of 0.1 sum to 0.5 and must reach share 0.5.
+        "share": bool(results) and weighted >= share - 1e-9,
+        "key_columns": any(r.drifted for r in results if r.column in set(key_columns)),
+    }
+    rules = [r for r in RULES if fired[r]]
     return DriftReport(
-        dataset_drift=bool(results) and (share_drifted >= share or key_drift),
+        dataset_drift=bool(rules),
         columns=results,
         prediction=pred,
         share_drifted=share_drifted,
         rows_reference=int(profile["rows"]),
         rows_current=int(m),
+        rules=rules,
+        weighted_share_drifted=weighted,
+        weighting=weighting,
+        share=float(share),
+        key_columns=list(key_columns),
+        on_prediction=bool(on_prediction),
     )
 
 
@@ -196,6 +261,22 @@ def cell(v: float | None, pct: bool = False) -> str:
     if v is None or not math.isfinite(v):
         return "-"
     return f"{v:+.1%}" if pct else f"{v:.4g}"
+
+
+_STAT_NAMES = {"psi": "PSI", "chi2": "chi-square"}
+
+
+def _rule_text(r: ColumnResult) -> str:
+    """'PSI 0.49 > 0.31' (or <=), else the finding's note."""
+    if r.value is None or r.threshold is None:
+        return explain(r) or "no statistic"
+    name = _STAT_NAMES.get(r.statistic or "", r.statistic or "statistic")
+    return f"{name} {_short(r.value)} {'>' if r.value > r.threshold else '<='} " \
+        f"{_short(r.threshold)}"
+
+
+def _short(v: float) -> str:
+    return f"{v:.2f}" if 0.1 <= abs(v) < 1000 else f"{v:.3g}"
 
 
 def _missing_column(name: str, col: Mapping) -> ColumnResult:

@@ -6,6 +6,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
+from retrainer.redact import redact, redact_all
 from retrainer.registry.names import PREFIX
 from retrainer.registry.store import experiment_id
 from retrainer.stamp import actor, now_iso
@@ -25,7 +26,7 @@ def summary_tags(*, decision: str | None = None, version: str | None = None,
     tags = {"at_ms": str(time.time_ns() // 1_000_000), "actor": who or actor(),
             "record": record, "decision": decision, "version": version,
             "champion_before": champion_before, "champion_after": champion_after,
-            "reason": (reason or "")[:4000] or None, "trigger": trigger,
+            "reason": redact((reason or "")[:4000]) or None, "trigger": trigger,
             "decision_id": decision_id}
     return {f"{PREFIX}{k}": str(v) for k, v in tags.items() if v is not None}
 
@@ -57,7 +58,7 @@ def record_event(client: MlflowClient, cfg: Config, kind: str,
                            trigger=trigger or payload.get("trigger"),
                            decision_id=decision_id, record=record)}
     run = client.create_run(experiment_id(cfg), tags=tags)
-    client.log_dict(run.info.run_id, _jsonable(body), "event.json")
+    client.log_dict(run.info.run_id, redact_all(_jsonable(body)), "event.json")
     client.set_terminated(run.info.run_id)
     return run.info.run_id
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from retrainer import locks
 from retrainer.errors import UserError
+from retrainer.redact import redact
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -28,13 +29,24 @@ def connect(cfg: Config) -> MlflowClient:
     import mlflow
     from mlflow import MlflowClient
 
+    from retrainer.config import default_registry_uri
+
+    # Never leave the registry to an inherited MLFLOW_REGISTRY_URI: it would split versions
+    # and aliases from the runs (config.load decides, and warns when it ignores one).
+    registry_uri = cfg.registry_uri or default_registry_uri(uri)
     mlflow.set_tracking_uri(uri)
-    if cfg.registry_uri:
-        mlflow.set_registry_uri(cfg.registry_uri)
+    if registry_uri == default_registry_uri(uri):
+        # Follow the tracking store. "" makes MLflow derive the registry from the current
+        # tracking URI and skip the environment variable; pinning the URI instead would
+        # split code in this process that later sets only a tracking URI.
+        mlflow.set_registry_uri("")
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)  # nor hand it to child processes
+    else:
+        mlflow.set_registry_uri(registry_uri)
     with _store_init_guard(cfg):
         # The first client builds (and caches, per process) the tracking and registry
         # stores, which creates or migrates a database store's schema.
-        client = MlflowClient(tracking_uri=uri, registry_uri=cfg.registry_uri)
+        client = MlflowClient(tracking_uri=uri, registry_uri=registry_uri)
         client.search_registered_models(max_results=1)
     return client
 
@@ -57,19 +69,22 @@ def _store_init_guard(cfg: Config) -> contextlib.AbstractContextManager[None]:
 
 
 def probe(uri: str) -> None:
-    """A one-line UserError when the tracking store cannot be reached."""
+    """A one-line UserError when the tracking store cannot be reached (credentials blanked)."""
+    shown = redact(uri)
     if uri.startswith(("http://", "https://")):
+        url, headers = _without_userinfo(f"{uri.rstrip('/')}/health")
         try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as resp:
+            request = urllib.request.Request(url, headers=headers)
+            with urllib.request.urlopen(request, timeout=5) as resp:
                 if resp.status >= 500:
-                    raise UserError(f"MLflow server at {uri} is unhealthy (HTTP {resp.status})")
+                    raise UserError(f"MLflow server at {shown} is unhealthy (HTTP {resp.status})")
         except urllib.error.HTTPError as err:
             if err.code >= 500:
-                raise UserError(f"MLflow server at {uri} is unhealthy (HTTP {err.code})") \
+                raise UserError(f"MLflow server at {shown} is unhealthy (HTTP {err.code})") \
                     from None
         except (urllib.error.URLError, OSError) as err:
-            reason = getattr(err, "reason", err)
-            raise UserError(f"cannot reach the MLflow tracking server at {uri}: {reason}") \
+            reason = redact(str(getattr(err, "reason", err)))
+            raise UserError(f"cannot reach the MLflow tracking server at {shown}: {reason}") \
                 from None
     elif uri.startswith("sqlite:///"):
         path = Path(uri.removeprefix("sqlite:///"))
@@ -84,10 +99,28 @@ def probe(uri: str) -> None:
                 pass
             engine.dispose()
         except Exception as err:  # noqa: BLE001
-            raise UserError(f"cannot reach the tracking database: {str(err).splitlines()[0]}") \
-                from None
+            first = redact(str(err).splitlines()[0] if str(err) else type(err).__name__)
+            raise UserError(f"cannot reach the tracking database {shown}: {first}") from None
 
 
+def _without_userinfo(url: str) -> tuple[str, dict[str, str]]:
+    """`http://user:pw@host/x` as urllib can open it: the URL without the credentials, and
+    them as a Basic authorization header (what MLflow's requests-based client sends)."""
+    import base64
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None:
+        return url, {}
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    user = urllib.parse.unquote(parts.username)
+    password = urllib.parse.unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), \
+        {"Authorization": f"Basic {token}"}
 
 
 def experiment_id(cfg: Config) -> str:

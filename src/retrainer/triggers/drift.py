@@ -23,7 +23,7 @@ _STAT_NAMES = {"psi": "PSI", "chi2": "chi-square"}
 
 def drift_reason(report: DriftReport, key_columns: list[str] | None = None,
                  limit: int = 5) -> str:
-    """e.g. 'data drift in 2 of 10 columns: PSI 0.31 on bmi > 0.12, PSI 0.2 on bp > 0.12'."""
+    """The report's verdict (rules fired), then e.g. 'PSI 0.31 on bmi > 0.12, PSI 0.2 on bp'."""
     drifted = [c for c in report.columns if c.drifted]
 
     def strength(c: Any) -> float:
@@ -38,10 +38,7 @@ def drift_reason(report: DriftReport, key_columns: list[str] | None = None,
             parts.append(f"{name} {fmt(c.value)} on {c.column} > {fmt(c.threshold)}")
         else:
             parts.append(f"{c.column}: {c.note or ', '.join(c.reasons) or 'drifted'}")
-    text = f"data drift in {len(drifted)} of {len(report.columns)} columns"
-    keys = [c.column for c in drifted if c.column in set(key_columns or [])]
-    if keys:
-        text += f" (key column {', '.join(keys)})"
+    text = report.verdict  # which rules fired, with their numbers (drift.statistics)
     shown = ", ".join(parts[:limit])
     if len(parts) > limit:
         shown += f" and {len(parts) - limit} more"

@@ -11,6 +11,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from retrainer import registry
+from retrainer.redact import redact
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -101,7 +102,7 @@ def serialise(area: str, value: Any) -> str:
     must not be forgotten, so their texts are shortened before any is dropped.
     """
     def dump(v: Any) -> str:
-        return json.dumps(v, sort_keys=True, default=str)
+        return redact(json.dumps(v, sort_keys=True, default=str)) or ""  # reasons quote URLs
 
     if area == "pending":
         items = list(value or [])
