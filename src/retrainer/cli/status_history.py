@@ -84,11 +84,11 @@ def status(config: ConfigOpt = None, tracking_uri: TrackingOpt = None,
     # A panel on a terminal; piped, rich draws it in plain ASCII-safe box characters.
     champion = doc["champion"]["version"] if doc["champion"] else "none"
     # A registry apart from the tracking store is named: that is where the aliases live.
-    store = doc["tracking_uri"] if doc["registry_uri"] == doc["tracking_uri"] else \
-        f"tracking {doc['tracking_uri']}, registry {doc['registry_uri']}"
+    store = f"tracking {doc['tracking_uri']}" if doc["registry_uri"] == doc["tracking_uri"] \
+        else f"tracking {doc['tracking_uri']}, registry {doc['registry_uri']}"
+    lines.append(f"[dim]{store}[/dim]")  # a line, not the subtitle: a long URI is not cut
     console.print(Panel(Group(*lines), title=f"[bold]{doc['model']}[/bold] champion "
-                        f"{champion}", subtitle=str(store),
-                        title_align="left", subtitle_align="right", expand=False))
+                        f"{champion}", title_align="left", expand=False))
 
 
 def _num(value: Any) -> str:
