@@ -243,7 +243,9 @@ def test_watch_notifies_drift_and_failed_cycles(watch_champion: Path, tmp_path: 
         assert [f.trigger for f in result.fired] == ["drift"] and result.failures
     assert rx.events() == ["drift", "cycle_failed"]
     drift, failed = (d.json() for d in rx.deliveries)
-    assert drift["text"].startswith("diabetes-ridge: data drift in ")
+    # The reason names the rule that fired (the model's outputs moved, most features too).
+    assert drift["text"].startswith("diabetes-ridge: predictions drifted (PSI ")
+    assert "columns drifted" in drift["text"]
     assert "(champion version 1," in drift["text"] and drift["version"] == "1"
     assert failed["text"].startswith("diabetes-ridge: the drift cycle failed (attempt 1 of 5; "
                                      "retry after ")

@@ -297,7 +297,8 @@ def test_schedule_and_drift_firing_at_one_tick_run_exactly_one_cycle(proj: Path)
     # Both are listed as fired; one cycle runs, named after drift, with both reasons.
     assert [f["trigger"] for f in doc["fired"]] == ["drift", "schedule"]
     drift_reason, schedule_reason = (f["reason"] for f in doc["fired"])
-    assert drift_reason.startswith("data drift in ")
+    assert drift_reason.startswith("predictions drifted (PSI ")
+    assert "columns drifted" in drift_reason
     assert schedule_reason == "cron '0 3 * * 1' (UTC) slot 2024-01-01T03:00:00+00:00"
     [record] = doc["cycles"]
     both = f"drift: {drift_reason}; schedule: {schedule_reason}"

@@ -1,4 +1,4 @@
-"""The retrainer.yaml config: pydantic models of every key, and `load()` with clear errors.
+"""Every key of retrainer.yaml as a pydantic model, with its default and its checks.
 
 Relative paths (sqlite store, data files, entrypoint files) resolve against the config
 file's folder, so a config works from any working directory. `${VAR}` is expanded from
@@ -7,20 +7,16 @@ the environment when the file is read; expanded values are never printed back.
 
 from __future__ import annotations
 
-import difflib
-import logging
 import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from retrainer.errors import UserError
+from retrainer.config.names import did_you_mean, model_name_problem
 from retrainer.events import NOTIFY_EVENTS
 from retrainer.where import WhereError, parse_where
-
-log = logging.getLogger("retrainer")
 
 DEFAULT_CONFIG = "retrainer.yaml"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -270,7 +266,7 @@ class NotifyConfig(_Strict):
             raise ValueError("list at least one event (or leave `events` out for all)")
         for name in value:
             if name not in NOTIFY_EVENTS:
-                raise ValueError(f"unknown event {name!r}{_did_you_mean(name, NOTIFY_EVENTS)}; "
+                raise ValueError(f"unknown event {name!r}{did_you_mean(name, NOTIFY_EVENTS)}; "
                                  f"known: {', '.join(NOTIFY_EVENTS)}")
         return value
 
@@ -354,7 +350,7 @@ class Config(_Strict):
             raise ValueError("list at least one metric")
         for name in value:
             if name not in KNOWN_METRICS:
-                raise ValueError(f"unknown metric {name!r}{_did_you_mean(name, KNOWN_METRICS)}; "
+                raise ValueError(f"unknown metric {name!r}{did_you_mean(name, KNOWN_METRICS)}; "
                                  f"known: {', '.join(KNOWN_METRICS)}")
         return value
 
@@ -363,7 +359,7 @@ class Config(_Strict):
         for name in self.gate.thresholds:
             if name not in KNOWN_METRICS:
                 raise ValueError(f"gate.thresholds: unknown metric {name!r}"
-                                 f"{_did_you_mean(name, KNOWN_METRICS)}")
+                                 f"{did_you_mean(name, KNOWN_METRICS)}")
         return self
 
     @model_validator(mode="after")
@@ -386,200 +382,3 @@ class Config(_Strict):
         if "://" in value or os.path.isabs(value):
             return value
         return str(self.base_dir / value)
-
-
-#: Characters the MLflow registry refuses in a model name (its own check and its file
-#: store's), plus control characters.
-_REFUSED_IN_NAMES = "/:\\%"
-MAX_NAME_LENGTH = 256  # the registry's name column
-
-
-def model_name_problem(name: str) -> str | None:
-    """Why the registry would refuse `name` as a registered model name, or None.
-
-    Checked at config load, so a bad name is a one-line config error (exit 2) instead of
-    MLflow's "Missing value for required parameter 'name'" after work has started.
-    """
-    if not name.strip():
-        return "the registered model name is empty"
-    if name != name.strip():
-        return f"the registered model name {name!r} starts or ends with white space"
-    bad = next((c for c in name if c in _REFUSED_IN_NAMES or ord(c) < 32 or ord(c) == 127),
-               None)
-    if bad is not None:
-        return (f"the registered model name {name!r} contains {bad!r}, which the MLflow "
-                "registry refuses (use letters, digits, '-', '_', '.' or spaces)")
-    if name in (".", ".."):
-        return f"{name!r} is not a usable registered model name"
-    if len(name) > MAX_NAME_LENGTH:
-        return f"the registered model name is longer than {MAX_NAME_LENGTH} characters"
-    return None
-
-
-def _did_you_mean(name: str, choices: Any) -> str:
-    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
-
-
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def _expand_env(value: Any, where: str = "") -> Any:
-    if isinstance(value, str):
-        def repl(m: re.Match[str]) -> str:
-            name, default = m.group(1), m.group(2)
-            if name in os.environ:
-                return os.environ[name]
-            if default is not None:
-                return default
-            raise UserError(f"config {where or 'value'}: environment variable "
-                            f"${{{name}}} is not set")
-
-        return _ENV.sub(repl, value)
-    if isinstance(value, dict):
-        return {k: _expand_env(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    return value
-
-
-def _model_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The pydantic model that holds the key at `loc` (to suggest a known key)."""
-    model: Any = Config
-    free_key = False  # the previous part was a dict[str, Model]: this part is a free key
-    for part in loc[:-1]:
-        if free_key:
-            free_key = False
-            continue
-        if model is None:
-            return None
-        if isinstance(part, int):
-            continue  # an index into a list of models (gate.slices.0)
-        field = model.model_fields.get(part)
-        if field is None:
-            return None
-        ann = field.annotation
-        args = getattr(ann, "__args__", ())
-        if getattr(ann, "__origin__", None) is dict:
-            free_key = True
-        model = next((c for c in (ann, *args)
-                      if isinstance(c, type) and issubclass(c, BaseModel)), None)
-    return model
-
-
-def _format_error(err: ValidationError, source: str) -> str:
-    first = err.errors()[0]
-    loc = tuple(first["loc"])
-    path = ".".join(str(p) for p in loc) or "(top level)"
-    if first["type"] == "extra_forbidden":
-        model = _model_for(loc)
-        keys = [f.alias or n for n, f in model.model_fields.items() if n != "base_dir"] \
-            if model else []
-        hint = _did_you_mean(str(loc[-1]), keys) if keys else ""
-        return f"{source}: unknown key '{path}'{hint}"
-    if first["type"] == "missing":
-        return f"{source}: missing required key '{path}'"
-    msg = first["msg"].removeprefix("Value error, ")
-    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"{source}: {path}: {msg}{more}"
-
-
-def parse(raw: dict[str, Any], base_dir: Path, source: str = DEFAULT_CONFIG) -> Config:
-    """Validate a config mapping; errors become one-line `UserError`s."""
-    if not isinstance(raw, dict):
-        raise UserError(f"{source}: expected a mapping of keys at the top level")
-    raw = _expand_env(raw)
-    try:
-        return Config.model_validate({**raw, "base_dir": base_dir})
-    except ValidationError as err:
-        raise UserError(_format_error(err, source)) from None
-
-
-def load(path: str | os.PathLike[str] | None = None, tracking_uri: str | None = None) -> Config:
-    """Read and validate `path` (default ./retrainer.yaml).
-
-    The tracking URI is, in order: the `tracking_uri` argument (the CLI flag), the config
-    key, `MLFLOW_TRACKING_URI`, then an embedded sqlite store beside the config.
-    """
-    import yaml
-
-    file = Path(path or DEFAULT_CONFIG)
-    if not file.is_file():
-        hint = " (create one with `retrainer init --example diabetes`)" if path is None else ""
-        raise UserError(f"config file not found: {file}{hint}")
-    try:
-        raw = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or "invalid YAML"
-        raise UserError(f"{file}:{where} cannot parse YAML: {problem}") from None
-    cfg = parse(raw, file.resolve().parent, str(file))
-    named_by = ("--tracking-uri" if tracking_uri else str(file) if cfg.tracking_uri else None)
-    cfg.tracking_uri = resolve_tracking_uri(cfg, tracking_uri)
-    cfg.registry_uri, ignored = resolve_registry_uri(cfg, named_by)
-    if ignored:
-        from retrainer.redact import redact
-
-        where = f"{named_by} names" if named_by else "retrainer uses the embedded"
-        log.warning("ignoring MLFLOW_REGISTRY_URI=%s: %s tracking store %s and the registry "
-                    "goes with it (set registry_uri in %s for a separate registry)",
-                    redact(ignored), where, redact(cfg.tracking_uri), file)
-    return cfg
-
-
-def resolve_tracking_uri(cfg: Config, flag: str | None = None) -> str:
-    uri = flag or cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    return absolutize_uri(uri, cfg.base_dir)
-
-
-def resolve_registry_uri(cfg: Config, named_by: str | None) -> tuple[str, str | None]:
-    """The registry URI, and an environment registry URI that was ignored (for a warning).
-
-    `registry_uri` in the config wins. Otherwise the registry goes with the tracking store: a
-    store named by the config or `--tracking-uri` (or the embedded default) is never split
-    by an inherited `MLFLOW_REGISTRY_URI` (`mlflow.set_registry_uri` exports it to child
-    processes), which would put runs in one store and versions and aliases in another.
-    Only a tracking store that itself came from `MLFLOW_TRACKING_URI` takes the registry
-    from the environment too. Call after `resolve_tracking_uri`.
-    """
-    tracking = cfg.tracking_uri or resolve_tracking_uri(cfg)
-    if cfg.registry_uri:
-        return absolutize_uri(cfg.registry_uri, cfg.base_dir), None
-    env = os.environ.get("MLFLOW_REGISTRY_URI") or None
-    from_env = named_by is None and bool(os.environ.get("MLFLOW_TRACKING_URI"))
-    if env and from_env:
-        return absolutize_uri(env, Path.cwd()), None
-    default = default_registry_uri(tracking)
-    if env and absolutize_uri(env, Path.cwd()) != default:
-        return default, env
-    return default, None
-
-
-def default_registry_uri(tracking: str) -> str:
-    """MLflow's own default registry for a tracking store: the store itself, except Unity
-    Catalog beside a Databricks workspace."""
-    if tracking == "databricks":
-        return "databricks-uc"
-    if tracking.startswith("databricks://"):
-        return "databricks-uc://" + tracking.removeprefix("databricks://")
-    return tracking
-
-
-def absolutize_uri(uri: str, base_dir: Path) -> str:
-    """`sqlite:///mlflow.db` and plain paths become absolute against `base_dir`."""
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        rel = uri[len("sqlite:///"):]
-        if rel != ":memory:":
-            return f"sqlite:///{(base_dir / rel).resolve()}"
-    if "://" not in uri and not uri.startswith("databricks"):
-        return str((base_dir / uri).resolve())
-    return uri
-
-
-def artifact_root(cfg: Config) -> str | None:
-    """Artifacts of an embedded store go in a folder beside the config file."""
-    uri = cfg.tracking_uri or ""
-    if uri.startswith("sqlite:") or "://" not in uri:
-        return (cfg.base_dir / "mlartifacts").resolve().as_uri()
-    return None
