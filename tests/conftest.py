@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -84,13 +82,17 @@ class Result:
 
 
 def run_cli(*args: str, cwd: Path | str, env: dict[str, str] | None = None,
-            timeout: float = 300) -> Result:
-    """Run `retrainer ARGS` in a subprocess, as a user would."""
+            timeout: float = 300, fresh: bool = False) -> Result:
+    """Run `retrainer ARGS` in a process of its own, as a user would.
+
+    The process is forked from a server that has the libraries imported (cli_runner says
+    why); `fresh=True` starts a new interpreter, for tests about the process itself.
+    """
+    import cli_runner
+
     full_env = {**os.environ, **(env or {})}
     full_env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.run([sys.executable, "-m", "retrainer", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, env=full_env)
-    return Result(proc.returncode, proc.stdout, proc.stderr)
+    return Result(*cli_runner.run(list(args), cwd, full_env, timeout, fresh=fresh))
 
 
 @pytest.fixture
