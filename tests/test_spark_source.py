@@ -119,3 +119,53 @@ def test_drift_on_spark_agrees_with_pandas_and_collects_no_source(
     again, _ = check_drift(client, cfg, state, datetime.now(UTC))
     assert again is None  # same rows (same Spark digest): no second retrain
     assert registry_snapshot(proj) == before  # drift only reads
+
+
+SPARK_TRAIN = '''\
+from pyspark.ml import Pipeline
+from pyspark.ml.feature import VectorAssembler
+from pyspark.ml.regression import LinearRegression
+from pyspark.sql import DataFrame
+
+
+def train(df: DataFrame, target: str, params: dict):
+    features = [c for c in df.columns if c != target]
+    return Pipeline(stages=[
+        VectorAssembler(inputCols=features, outputCol="features"),
+        LinearRegression(featuresCol="features", labelCol=target, regParam=params["reg"]),
+    ]).fit(df)
+'''
+
+
+def test_cycle_trains_in_spark_with_the_pandas_hash_split(spark: Any, project: Path) -> None:
+    from retrainer import data as data_mod
+    from retrainer.cycle import run_cycle
+
+    frame = pd.read_csv(project / "data" / "diabetes.csv")
+    frame.to_parquet(project / "data" / "diabetes.parquet")
+    (project / "spark_train.py").write_text(SPARK_TRAIN)
+    edit_config(project, replace=("train",),
+                data={"source": "spark:data/diabetes.parquet", "engine": "spark"},
+                split={"method": "hash"},
+                train={"entrypoint": "spark_train.py:train", "params": {"reg": 0.0}})
+    cfg = load(project / "retrainer.yaml")
+    record = run_cycle(cfg)
+    assert record["decision"] == "first_champion"
+    assert record["data"]["engine"] == "spark" and record["data"]["rows"] == 442
+    # The split computed in Spark is the pandas engine's hash split, row for row.
+    pandas_cfg = cfg.model_copy(update={"data": cfg.data.model_copy(
+        update={"source": "data/diabetes.parquet", "engine": "pandas"})})
+    _, holdout = data_mod.split(data_mod.load(pandas_cfg), cfg.split)
+    assert record["data"]["holdout_rows"] == len(holdout)
+    assert record["data"]["train_rows"] == 442 - len(holdout)
+    # Spark's least squares and scikit-learn's agree on the holdout (OLS either way).
+    from sklearn.linear_model import LinearRegression
+
+    train_rows = frame.loc[~frame.index.isin(holdout.frame.index)]
+    ols = LinearRegression().fit(train_rows.drop(columns="target"), train_rows["target"])
+    mse = float(np.mean((ols.predict(holdout.X) - holdout.y) ** 2))
+    assert record["challenger"]["metrics"]["mse"] == pytest.approx(mse, rel=1e-3)
+    import mlflow
+
+    info = mlflow.models.get_model_info(f"models:/{cfg.model}/1")
+    assert "spark" in info.flavors
