@@ -137,9 +137,17 @@ def train(df: DataFrame, target: str, params: dict):
 '''
 
 
-def test_cycle_trains_in_spark_with_the_pandas_hash_split(spark: Any, project: Path) -> None:
+def test_cycle_trains_in_spark_with_the_pandas_hash_split(
+        spark: Any, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
     from retrainer import data as data_mod
     from retrainer.cycle import run_cycle
+
+    # mlflow.spark probes pyspark.ml.connect, whose import takes an xdist worker (a
+    # __main__ without __file__) for a doctest run and calls sys.exit(0); a real CLI
+    # process has a __main__ file. Looking interactive keeps the probe an ImportError.
+    monkeypatch.setattr(sys, "ps1", ">>> ", raising=False)
 
     frame = pd.read_csv(project / "data" / "diabetes.csv")
     frame.to_parquet(project / "data" / "diabetes.parquet")
