@@ -66,6 +66,18 @@ def _child(args: list[str], cwd: str, env: dict[str, str], out: str, err: str) -
 
         traceback.print_exc()
         code = 1
+    # Shut down as the interpreter would: atexit handlers (notifications drain there) and
+    # non-daemon threads, which a multiprocessing child otherwise skips.
+    import atexit
+    import threading
+
+    try:
+        threading._shutdown()  # type: ignore[attr-defined]
+        atexit._run_exitfuncs()
+    except BaseException:  # noqa: BLE001
+        import traceback
+
+        traceback.print_exc()
     if code is None:
         code = 0
     elif not isinstance(code, int):
