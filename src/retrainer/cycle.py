@@ -69,8 +69,10 @@ def run_cycle(cfg: Config, data: str | None = None, trigger: str = "manual",
     progress.step(f"training on {len(train_rows):,} rows")
     trained = training.fit_and_log(cfg, train_rows, holdout, cycle_id=cycle_id,
                                    trigger=trigger, reason=reason)
-    candidate = Candidate(trained, fingerprints=data_mod.fingerprints(train_rows),
-                          train_rows=train_rows)
+    fps = trained.extra.get("train_fingerprints")  # hashed once, by the training step
+    candidate = Candidate(trained, train_rows=train_rows,
+                          fingerprints=fps if fps is not None else
+                          data_mod.fingerprints(train_rows))
     return decide(cfg, client, candidate, champion, rows, holdout, decision_id=cycle_id,
                   trigger=trigger, reason=reason, kind=None)
 
