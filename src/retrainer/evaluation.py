@@ -218,11 +218,13 @@ def score_both(cfg: Config, champion: Champion | None, challenger: TrainedModel,
         level = cfg.gate.level
         key = f"ci{round(level * 100):d}"
         for m in cfg.metrics:
-            delta, lo, hi = mx.bootstrap_difference(
+            found = mx.bootstrap_interval(
                 m, y[keep], cp_pred[keep], ch_pred[keep], sub(cp_proba, keep),
                 sub(ch_proba, keep), labels, resamples=cfg.gate.bootstrap, confidence=level,
                 seed=cfg.split.seed)
-            scores.differences[m] = {"delta": delta, key: [lo, hi], "confidence": level}
+            # `bootstrap` says what was resampled (rows, groups of rows, capped rows).
+            scores.differences[m] = {"delta": found.delta, key: [found.lo, found.hi],
+                                     "confidence": level, "bootstrap": found.method}
     _extras(cfg, scores, candidate, holdout, keep, y, (ch_pred, ch_proba), (cp_pred, cp_proba),
             labels)
     _explain(cfg, scores, keep, y, labels, (challenger.model, X, ch_pred, ch_proba),
