@@ -108,3 +108,27 @@ def test_seeded_and_said_in_the_record() -> None:
                                       "bootstrap": one.method}}}
     [note] = bootstrap_notes(record)
     assert "10,000 random groups of the 30,000 rows (about 3 rows each" in note
+
+
+def test_metrics_asked_together_get_the_intervals_each_gets_alone() -> None:
+    y, champion, challenger = regression(15_000, seed=6)
+    together = mx.bootstrap_intervals(["mse", "r2", "mae"], y, champion, challenger,
+                                      resamples=300, seed=9)
+    for metric, interval in together.items():
+        alone = mx.bootstrap_interval(metric, y, champion, challenger, resamples=300, seed=9)
+        assert (interval.lo, interval.hi) == pytest.approx((alone.lo, alone.hi), rel=1e-9)
+        assert interval.method == alone.method
+
+
+def test_clean_holdout_membership_matches_numpy_isin() -> None:
+    from retrainer.evaluation import among
+
+    rng = np.random.default_rng(0)
+    hold = rng.integers(0, 2**64 - 1, 3_000, dtype=np.uint64, endpoint=True)
+    # Duplicated training rows, and values past 2**63 (fingerprints are uint64).
+    train = np.concatenate([rng.integers(0, 2**64 - 1, 9_000, dtype=np.uint64), hold[:700],
+                            hold[:700]])
+    found = among(hold, train)
+    assert found.dtype == bool and found.sum() == 700
+    assert (found == np.isin(hold, train)).all()
+    assert not among(hold, train[:0]).any()

@@ -52,16 +52,12 @@ def measure(model: Any, X: Any, y: Any, metric: str, *, seed: int, labels: Any =
             columns: Sequence[str] | None = None) -> tuple[dict[str, float] | None, str | None]:
     """One model's permutation importance, or None and why (never raises: an add-on).
 
-    Its ~100 predictions are of a small sample each: one thread apiece. OpenMP models
-    (gradient boosting) otherwise wake every core per call, and on a busy machine their
-    spin-waits cost 10x the prediction itself (measured in bench/explain.py).
+    Its ~100 predictions are of a small sample each, one thread apiece (see
+    `importance.permutation_importance`; measured in bench/explain.py).
     """
-    from threadpoolctl import threadpool_limits
-
     try:
-        with threadpool_limits(limits=1):
-            return imp.permutation_importance(model, X, y, metric, seed=seed, labels=labels,
-                                              columns=columns), None
+        return imp.permutation_importance(model, X, y, metric, seed=seed, labels=labels,
+                                          columns=columns), None
     except Exception as err:  # noqa: BLE001 - the judgement stands without it
         first = (str(err).splitlines() or [type(err).__name__])[0][:200]
         return None, first

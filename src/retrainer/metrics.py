@@ -135,7 +135,8 @@ def _components(metric: str, y: np.ndarray, champion: np.ndarray, challenger: np
 
 def _sum_bootstrap(cols: np.ndarray, stat: Callable[[np.ndarray], np.ndarray], resamples: int,
                    rng: np.random.Generator, max_units: int) -> tuple[np.ndarray, dict]:
-    """The statistic over `resamples` resamples of units: rows, or random groups of rows.
+    """The statistics (one column each) over `resamples` resamples of units: rows, or
+    random groups of rows.
 
     Rows dealt at random into G groups have group sums whose every cumulant is the sum of
     its rows', so G groups drawn with replacement give the sums of n rows drawn with
@@ -157,15 +158,15 @@ def _sum_bootstrap(cols: np.ndarray, stat: Callable[[np.ndarray], np.ndarray], r
     else:
         units, method = cols, {"unit": "row"}
     g = len(units)
-    out = np.empty(resamples)
+    out: list[np.ndarray] = []
     for start in range(0, resamples, _CHUNK):
         b = min(_CHUNK, resamples - start)
         idx = rng.integers(0, g, size=(b, g))
         # How often each unit is drawn, per resample; the sums are then one matrix product.
         counts = np.bincount((idx + g * np.arange(b)[:, None]).ravel(),
                              minlength=b * g).reshape(b, g)
-        out[start:start + b] = stat(counts.astype(np.float64) @ units)
-    return out, method
+        out.append(stat(counts.astype(np.float64) @ units))
+    return np.concatenate(out), method
 
 
 def _sklearn_bootstrap(metric: str, y: np.ndarray, champion: np.ndarray,
@@ -196,44 +197,76 @@ def _sklearn_bootstrap(metric: str, y: np.ndarray, champion: np.ndarray,
     return diffs, method
 
 
+def bootstrap_intervals(metrics: list[str], y: np.ndarray, champion: np.ndarray,
+                        challenger: np.ndarray, champion_proba: np.ndarray | None = None,
+                        challenger_proba: np.ndarray | None = None,
+                        labels: np.ndarray | None = None, *, resamples: int = 1000,
+                        confidence: float = 0.95, seed: int = 0,
+                        max_units: int = MAX_UNITS) -> dict[str, Interval]:
+    """challenger - champion on the same rows per metric, with paired percentile bootstrap
+    intervals. Seeded: the same inputs give the same intervals, whichever metrics are
+    asked together. `method` says what was resampled.
+
+    The metrics of row sums share one set of resamples (their draws are the same anyway).
+    """
+    import numpy as np
+
+    n = len(y)
+    y, champion, challenger = np.asarray(y), np.asarray(champion), np.asarray(challenger)
+    diffs: dict[str, np.ndarray] = {}
+    how: dict[str, dict[str, Any]] = {}
+    summed = {m: parts for m in dict.fromkeys(metrics) if n >= 2
+              and (parts := _components(m, y, champion, challenger)) is not None}
+    if summed:
+        bounds = np.cumsum([0] + [c.shape[1] for c, _ in summed.values()])
+        stats = [f for _, f in summed.values()]
+
+        def stat(s: np.ndarray) -> np.ndarray:
+            return np.column_stack([f(s[:, a:b]) for f, a, b in
+                                    zip(stats, bounds[:-1], bounds[1:], strict=True)])
+
+        found, method = _sum_bootstrap(np.hstack([c for c, _ in summed.values()]), stat,
+                                       resamples, np.random.default_rng(seed), max_units)
+        for i, m in enumerate(summed):
+            diffs[m], how[m] = found[:, i], {"resamples": resamples, **method}
+    out = {}
+    for m in metrics:
+        delta = (compute(m, y, challenger, challenger_proba, labels)
+                 - compute(m, y, champion, champion_proba, labels))
+        method = {"method": "paired_percentile_bootstrap", "rows": int(n)}
+        if n < 2:
+            out[m] = Interval(delta, float("nan"), float("nan"), method)
+            continue
+        if m not in diffs:
+            count = max(200, resamples // 5)  # sklearn per resample: slower, so fewer
+            diffs[m], extra = _sklearn_bootstrap(
+                m, y, champion, challenger, champion_proba, challenger_proba, labels, count,
+                np.random.default_rng(seed), max_units)
+            how[m] = {"resamples": count, **extra}
+        method.update(how[m])
+        finite = diffs[m][np.isfinite(diffs[m])]
+        if finite.size == 0:
+            out[m] = Interval(delta, float("nan"), float("nan"), method)
+            continue
+        alpha = (1 - confidence) / 2
+        lo, hi = np.quantile(finite, [alpha, 1 - alpha])
+        scale = method.get("scaled_by")
+        if scale is not None:  # m-out-of-n: the spread of m rows, shrunk to that of n
+            lo, hi = delta + scale * (lo - delta), delta + scale * (hi - delta)
+        out[m] = Interval(delta, float(lo), float(hi), method)
+    return out
+
+
 def bootstrap_interval(metric: str, y: np.ndarray, champion: np.ndarray,
                        challenger: np.ndarray, champion_proba: np.ndarray | None = None,
                        challenger_proba: np.ndarray | None = None,
                        labels: np.ndarray | None = None, *, resamples: int = 1000,
                        confidence: float = 0.95, seed: int = 0,
                        max_units: int = MAX_UNITS) -> Interval:
-    """challenger - champion on the same rows, with a paired percentile bootstrap interval.
-
-    Seeded: the same inputs give the same interval. `method` says what was resampled.
-    """
-    import numpy as np
-
-    n = len(y)
-    delta = (compute(metric, y, challenger, challenger_proba, labels)
-             - compute(metric, y, champion, champion_proba, labels))
-    method: dict[str, Any] = {"method": "paired_percentile_bootstrap", "rows": int(n)}
-    if n < 2:
-        return Interval(delta, float("nan"), float("nan"), method)
-    rng = np.random.default_rng(seed)
-    parts = _components(metric, np.asarray(y), np.asarray(champion), np.asarray(challenger))
-    if parts is not None:
-        diffs, how = _sum_bootstrap(*parts, resamples, rng, max_units)
-        method["resamples"] = resamples
-    else:
-        count = max(200, resamples // 5)  # sklearn per resample: slower, so fewer
-        diffs, how = _sklearn_bootstrap(metric, y, champion, challenger, champion_proba,
-                                        challenger_proba, labels, count, rng, max_units)
-        method["resamples"] = count
-    method.update(how)
-    diffs = diffs[np.isfinite(diffs)]
-    if diffs.size == 0:
-        return Interval(delta, float("nan"), float("nan"), method)
-    alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(diffs, [alpha, 1 - alpha])
-    scale = how.get("scaled_by")
-    if scale is not None:  # m-out-of-n: the spread of m rows, shrunk to that of n
-        lo, hi = delta + scale * (lo - delta), delta + scale * (hi - delta)
-    return Interval(delta, float(lo), float(hi), method)
+    """One metric of `bootstrap_intervals`."""
+    return bootstrap_intervals([metric], y, champion, challenger, champion_proba,
+                               challenger_proba, labels, resamples=resamples,
+                               confidence=confidence, seed=seed, max_units=max_units)[metric]
 
 
 def bootstrap_difference(metric: str, y: np.ndarray, champion: np.ndarray, challenger: np.ndarray,
