@@ -37,8 +37,16 @@ def fresh_store(folder: Path) -> str:
 
 
 def run_json(cmd: list[str], cwd: Path) -> tuple[dict, float]:
+    import os
+
+    import retrainer
+
+    # The children import the retrainer this process imported (a worktree's, say).
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(retrainer.__file__).resolve().parents[1]),
+         *filter(None, [os.environ.get("PYTHONPATH")])])}
     start = time.perf_counter()
-    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=True)
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=True, env=env)
     wall = time.perf_counter() - start
     return json.loads(out.stdout.strip().splitlines()[-1]), wall
 
