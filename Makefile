@@ -34,6 +34,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/cycle.py
+	$(BIN)/python bench/cycle.py --rows 1000000 --repeats 1
+	$(BIN)/python bench/cycle_parts.py --rows 1000000
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/drift.py
 	$(BIN)/python bench/explain.py

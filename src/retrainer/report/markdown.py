@@ -61,6 +61,23 @@ def differences_rows(record: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def bootstrap_notes(record: dict[str, Any]) -> list[str]:
+    """How a large holdout was resampled (rows in groups, or capped rows), said once."""
+    notes = []
+    for metric, d in (record.get("differences") or {}).items():
+        how = d.get("bootstrap") or {}
+        if how.get("unit") == "group":
+            notes.append(f"{metric}: {how.get('resamples', 0):,} resamples of "
+                         f"{how['groups']:,} random groups of the {how.get('rows', 0):,} rows "
+                         f"(about {how['rows_per_group']:.0f} rows each; the sums of a "
+                         "group bootstrap have the row bootstrap's spread)")
+        elif how.get("rows_per_resample"):
+            notes.append(f"{metric}: {how.get('resamples', 0):,} resamples of "
+                         f"{how['rows_per_resample']:,} of the {how.get('rows', 0):,} rows, "
+                         f"the spread scaled by {how['scaled_by']:.3f} (m-out-of-n bootstrap)")
+    return notes
+
+
 SLICE_HEADER = ["slice", "rows", "challenger", "champion", "change", "interval", "verdict"]
 
 
@@ -128,6 +145,7 @@ def to_markdown(record: dict[str, Any]) -> str:
         lines += ["", "## Challenger minus champion (paired bootstrap)", "",
                   "| metric | delta | interval |", "|---|---|---|"]
         lines += ["| " + " | ".join(r) + " |" for r in diffs]
+        lines += [f"\n{how}" for how in bootstrap_notes(record)]
     slices = slice_rows(record)
     if slices:
         lines += ["", "## Slices (primary metric on the clean holdout)", "",
