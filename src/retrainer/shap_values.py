@@ -47,7 +47,9 @@ class NotExplained(Exception):
 def load_shap() -> Any | None:
     """The shap module, or None when it is not installed or does not import."""
     try:
-        import shap
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its plotting module's deprecation notices
+            import shap
     except Exception:  # noqa: BLE001 - a broken install (numba vs numpy) is "not installed"
         return None
     return shap
