@@ -209,23 +209,45 @@ def _explainer(shap: Any, estimator: Any, Xt: Any, seed: int) -> tuple[Any, str,
     import numpy as np
 
     n = len(Xt)
+    # A scikit-learn forest's size is known before shap copies every node of it (a deep
+    # forest of a million rows: gigabytes): refuse one that is over the budget anyway.
+    _check_budget(estimator, _sklearn_tree_size(estimator), n)
     try:
         tree = shap.TreeExplainer(estimator)
     except Exception:  # noqa: BLE001 - shap's InvalidModelError: not a tree model
         tree = None
     if tree is not None:
-        per_row = TREE_COST * _tree_size(tree)
-        rows = min(n, int(TREE_BUDGET_SECONDS / per_row) if per_row > 0 else n)
-        if rows < min(n, MIN_ROWS):
-            raise NotExplained(
-                f"{type(estimator).__name__} is too large to explain within the budget "
-                f"(about {per_row:.2g} s per row, {TREE_BUDGET_SECONDS:g} s at most)")
-        return tree, TREE, rows
+        return tree, TREE, _check_budget(estimator, _tree_size(tree), n)
     if hasattr(estimator, "coef_") and hasattr(estimator, "intercept_"):
         pick = np.random.default_rng(seed).choice(n, size=min(n, BACKGROUND), replace=False)
         return shap.LinearExplainer(estimator, Xt[np.sort(pick)]), LINEAR, n
     raise NotExplained(f"{type(estimator).__name__} is neither tree-based nor linear "
                        "(shap's TreeExplainer and LinearExplainer only)")
+
+
+def _check_budget(estimator: Any, size: float, n: int) -> int:
+    """Rows of `n` a tree model of `size` (nodes x depth) may explain within the budget."""
+    per_row = TREE_COST * size
+    rows = min(n, int(TREE_BUDGET_SECONDS / per_row) if per_row > 0 else n)
+    if rows < min(n, MIN_ROWS):
+        raise NotExplained(
+            f"{type(estimator).__name__} is too large to explain within the budget "
+            f"(about {per_row:.2g} s per row, {TREE_BUDGET_SECONDS:g} s at most)")
+    return rows
+
+
+def _sklearn_tree_size(estimator: Any) -> float:
+    """Nodes x depth of a scikit-learn tree or tree ensemble (0 for anything else)."""
+    import numpy as np
+
+    members = getattr(estimator, "estimators_", None)  # gradient boosting's is 2-D
+    trees = [estimator] if members is None else np.ravel(np.asarray(members, dtype=object))
+    total = 0.0
+    for t in trees:
+        inner = getattr(t, "tree_", None)
+        if inner is not None:
+            total += inner.node_count * max(int(inner.max_depth), 1)
+    return total
 
 
 def _tree_size(explainer: Any) -> float:
