@@ -26,7 +26,7 @@ $(CHROMIUM):
 
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check src tests bench
-	$(BIN)/pytest -q -n $(JOBS) --dist worksteal --durations=20
+	$(BIN)/pytest -q -n $(JOBS) --dist loadgroup --durations=20
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -71,6 +71,34 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
     _fail_skip_under_ci(outcome.get_result())
 
 
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The one local Spark session of this test process (~10 s to start), from retrainer's
+    own builder: every Spark test shares it, and the code under test finds it running."""
+    pytest.importorskip("pyspark")
+    from retrainer.config import SparkConfig
+    from retrainer.spark import get_spark
+
+    warehouse = tmp_path_factory.mktemp("spark-warehouse")
+    session = get_spark(SparkConfig(master="local[2]", app_name="retrainer-tests", conf={
+        "spark.sql.shuffle.partitions": 2,
+        "spark.default.parallelism": 2,
+        "spark.sql.warehouse.dir": str(warehouse),
+        "spark.driver.extraJavaOptions": f"-Djava.io.tmpdir={warehouse}",
+    }))
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the shared Spark session run in one test process (`--dist loadgroup`), so
+    the suite starts one JVM instead of one per process."""
+    for item in items:
+        if "spark" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("spark"))
+
+
 @dataclass
 class Result:
     code: int

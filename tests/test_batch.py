@@ -117,8 +117,8 @@ def test_user_mistakes_are_one_line_user_errors(
 
 
 @pytest.mark.spark
-def test_spark_engine_matches_the_model(store: Store, data: pd.DataFrame, tmp_path: Path) -> None:
-    pytest.importorskip("pyspark")
+def test_spark_engine_matches_the_model(store: Store, data: pd.DataFrame, tmp_path: Path,
+                                        spark: object) -> None:
     src = tmp_path / "scoring.csv"
     data.to_csv(src, index=False)
     want = store.models["champion"].predict(features(data))

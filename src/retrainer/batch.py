@@ -18,11 +18,14 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from retrainer.errors import UserError
+
+if TYPE_CHECKING:
+    from retrainer.config import SparkConfig
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 RESERVED = ("prediction", "model_version")
@@ -47,6 +50,7 @@ def predict_file(
     *,
     registry_uri: str | None = None,
     chunk_rows: int = 100_000,
+    spark: SparkConfig | None = None,
 ) -> dict[str, Any]:
     """Score ``data_path`` with ``model_name@alias``; returns a summary of the run."""
     started = time.perf_counter()
@@ -86,7 +90,7 @@ def predict_file(
         if engine == "pandas":
             rows = _score_pandas(model, data, in_fmt, output, out_fmt, needed, chunk_rows)
         else:
-            rows = _score_spark(model, data, in_fmt, output, out_fmt, needed)
+            rows = _score_spark(model, data, in_fmt, output, out_fmt, needed, spark)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return {
@@ -304,13 +308,15 @@ def _spark_result_type(model: Any) -> str:
 
 
 def _score_spark(
-    model: Any, data: Path, in_fmt: str, output: Path, out_fmt: str, needed: list[str]
+    model: Any, data: Path, in_fmt: str, output: Path, out_fmt: str, needed: list[str],
+    spark_cfg: SparkConfig | None = None,
 ) -> int:
     import mlflow
 
     from retrainer.spark import get_spark
 
-    spark = get_spark("retrainer-predict")  # a one-line UserError without the spark extra
+    # The config's session (spark:); a one-line UserError without the spark extra.
+    spark = get_spark(spark_cfg, "retrainer-predict")
     from pyspark.sql import functions as F
     reader = spark.read
     if in_fmt == "csv":

@@ -91,7 +91,7 @@ def predict(
     with quiet_stdout():
         summary = predict_file(
             cfg.tracking_uri, cfg.model, data, output, engine=engine, alias=cfg.promote.alias,
-            registry_uri=cfg.registry_uri,
+            registry_uri=cfg.registry_uri, spark=cfg.spark,
         )
     if as_json:
         emit_json(summary)

@@ -32,10 +32,16 @@ class ChampionDrift:
 
     report: DriftReport
     profile: dict
-    current: pd.DataFrame
+    current: pd.DataFrame  # on Spark: the bounded sample scored for prediction drift
     version: str
     profile_source: str  # "artifact", "rebuilt from <source>" or "built from the … rows …"
     notes: list[str] = field(default_factory=list)
+    rows: int | None = None  # set on Spark, where `current` is a sample
+    digest: str | None = None  # set on Spark: the rows' content digest, computed there
+
+    @property
+    def current_rows(self) -> int:
+        return self.rows if self.rows is not None else len(self.current)
 
 
 def champion_drift(cfg: Config, data: str | None = None) -> ChampionDrift:
@@ -51,16 +57,10 @@ def champion_drift(cfg: Config, data: str | None = None) -> ChampionDrift:
         raise UserError("no current data: pass --data PATH or set triggers.drift.data")
     query = cfg.triggers.drift.query if (cfg.triggers.drift and not data) else cfg.data.query
     base = Path.cwd() if data else cfg.base_dir
-    try:
-        current = data_mod.read_source(source, base, query)
-    except UserError:
-        raise
-    except Exception as err:  # noqa: BLE001 - a corrupt file is the user's input
-        first = (str(err).splitlines() or [type(err).__name__])[0]
-        raise UserError(f"cannot read current data {source!r}: {first}") from None
-    if current is None or len(current) == 0:
-        raise UserError(f"current data {source!r} has no rows")
-    current.columns = [str(c) for c in current.columns]
+    # data.engine spark: the rows stay in Spark (drift.spark_source), read after the profile.
+    in_spark = source.startswith("spark:") and cfg.data.engine == "spark"
+    if not in_spark:
+        current = _read_current(cfg, source, base, query)
 
     client = registry.connect(cfg)
     found = registry.current_champion(client, cfg.model, cfg.promote.alias)
@@ -70,6 +70,13 @@ def champion_drift(cfg: Config, data: str | None = None) -> ChampionDrift:
     version = str(mv.version)
     profile, profile_source = _champion_profile(cfg, client, mv)
 
+    if in_spark:
+        from retrainer.drift.spark_source import spark_drift
+
+        got = spark_drift(cfg, source, base, profile, lambda frame: _champion_predictions(
+            cfg, client, version, how, frame, profile))
+        return ChampionDrift(got.report, profile, got.sample, version, profile_source,
+                             got.notes, rows=got.rows, digest=got.digest)
     notes: list[str] = []
     predictions = None
     if profile.get("prediction") is not None:
@@ -87,6 +94,20 @@ def champion_drift(cfg: Config, data: str | None = None) -> ChampionDrift:
         on_prediction=cfg.drift.on_prediction,
     )
     return ChampionDrift(report, profile, current, version, profile_source, notes)
+
+
+def _read_current(cfg: Config, source: str, base: Path, query: str | None) -> pd.DataFrame:
+    try:
+        current = data_mod.read_source(source, base, query, cfg)
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a corrupt file is the user's input
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise UserError(f"cannot read current data {source!r}: {first}") from None
+    if current is None or len(current) == 0:
+        raise UserError(f"current data {source!r} has no rows")
+    current.columns = [str(c) for c in current.columns]
+    return current
 
 
 def _champion_profile(cfg: Config, client: Any, mv: Any) -> tuple[dict, str]:
@@ -124,7 +145,7 @@ def _rebuild_profile(cfg: Config, client: Any, mv: Any) -> tuple[dict, str]:
     if uri.startswith("file://"):
         uri = uri.removeprefix("file://")
     try:
-        frame = data_mod.read_source(uri, Path(cfg.base_dir), cfg.data.query)
+        frame = data_mod.read_source(uri, Path(cfg.base_dir), cfg.data.query, cfg)
     except UserError as err:
         raise UserError(f"{no_profile}; rebuilding it from {uri!r} failed: {err}") from None
     frame.columns = [str(c) for c in frame.columns]
