@@ -12,7 +12,7 @@ JOBS ?= 2
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e ".[dev,spark]"
+	$(BIN)/pip install --quiet -e ".[dev,spark,explain]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -6,6 +6,8 @@ as retrainer runs it in a judgement:
 
 - permutation importance of both models (`explain.measure`: capped at 2,000 rows,
   5 shuffles per column, the primary metric);
+- mean |SHAP| of both models, when the `explain` extra is installed (`shap_values`:
+  TreeExplainer on a seeded 1,000-row sample; importing shap is timed apart);
 - the report's chart data (`diagnostics.summarise`: a 400-point sample);
 - the drift of the training rows against the champion's profile (100k-row sample);
 - rendering the page (`report.html.render_report`, 60 points of history);
@@ -43,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    from retrainer import diagnostics, explain
+    from retrainer import diagnostics, explain, shap_values
     from retrainer.drift.profile import build_profile
     from retrainer.drift.statistics import compare
     from retrainer.report.html import render_report
@@ -61,7 +63,11 @@ def main() -> None:
     (cp, ch), t_predict = _timed(lambda: (champion.predict(X), challenger.predict(X)))
     (imp_cp, _), t_imp_cp = _timed(lambda: explain.measure(champion, X, y, "mse", seed=42))
     (imp_ch, _), t_imp_ch = _timed(lambda: explain.measure(challenger, X, y, "mse", seed=42))
-    section = explain.importance_section(imp_ch, imp_cp, metric="mse", rows=n, seed=42)
+    shap_mod, t_shap_import = _timed(shap_values.load_shap)
+    shap, t_shap = _timed(lambda: shap_values.shap_section(
+        {"challenger": (challenger, X), "champion": (champion, X)}, list(X.columns), seed=42))
+    section = explain.importance_section(imp_ch, imp_cp, metric="mse", rows=n, seed=42,
+                                         shap=shap)
     diag, t_diag = _timed(lambda: diagnostics.summarise("regression", y, ch, cp, seed=42))
     profile = build_profile(X.iloc[:50_000])
     drift, t_drift = _timed(lambda: compare(profile, X.sample(100_000, random_state=42)))
@@ -79,12 +85,15 @@ def main() -> None:
                  "promoted": i % 3 == 0, "rollback": i == 30} for i in range(60)]
     page, t_render = _timed(lambda: render_report(record, diagnostics=diag, timeline=timeline,
                                                   drift=drift.to_dict()))
-    added = t_imp_cp + t_imp_ch + t_diag + t_drift + t_render
+    added = t_imp_cp + t_imp_ch + t_diag + t_drift + t_render + t_shap_import + t_shap
     result = {
         "rows": n, "columns": k,
         "predict_both_s": round(t_predict, 3),
         "importance_champion_s": round(t_imp_cp, 3),
         "importance_challenger_s": round(t_imp_ch, 3),
+        "shap_import_s": round(t_shap_import, 3) if shap_mod else None,
+        "shap_both_s": round(t_shap, 3) if shap_mod else None,
+        "shap_rows": shap.get("rows_explained") or shap.get("skipped"),
         "diagnostics_s": round(t_diag, 3), "training_drift_s": round(t_drift, 3),
         "render_s": round(t_render, 3), "page_kib": round(len(page.encode()) / 1024, 1),
         "added_s": round(added, 3), "added_over_predict": round(added / t_predict, 2),

@@ -26,7 +26,10 @@ PRELOAD = ["retrainer.cli.main", "mlflow", "mlflow.tracking",
            "mlflow.sklearn", "mlflow.pyfunc", "sklearn.linear_model", "sklearn.ensemble",
            "sklearn.inspection", "pandas", "pyarrow", "pyarrow.parquet", "scipy.stats",
            "retrainer.cycle", "retrainer.registry", "retrainer.drift.champion",
-           "retrainer.triggers.daemon"]
+           "retrainer.triggers.daemon",
+           # Every judgement imports shap (~3 s) when the explain extra is installed; a
+           # module that is not installed is skipped by the fork server.
+           "shap"]
 
 _context: multiprocessing.context.ForkServerContext | None = None
 

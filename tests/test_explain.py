@@ -102,3 +102,68 @@ def test_signal_moving_to_another_feature_is_detected_named_and_gated(project: P
     assert promoted["decision"] == "promoted"
     assert "importance shift" not in {c["name"] for c in promoted["checks"]}
     assert promoted["importance"]["shift"]["ndcg"] < 0.9
+
+
+def test_shap_follows_a_pipeline_to_its_inputs_and_a_tree_ranks_the_known_signal() -> None:
+    """y = 3*x1 + 2*[colour == red] + noise; x3 is noise. Through a ColumnTransformer
+    (scaled numbers, one-hot colours) into gradient boosting: the tree explainer's values,
+    summed over the one-hot columns, rank x1 > colour > x3, per *input* column."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from retrainer import shap_values
+
+    shap = pytest.importorskip("shap")  # `make test` installs the explain extra
+    rng = np.random.default_rng(0)
+    n = 1_500
+    X = pd.DataFrame({"x1": rng.normal(size=n), "colour": rng.choice(["red", "blue", "green"], n),
+                      "x3": rng.normal(size=n)})
+    y = 3 * X["x1"] + 2 * (X["colour"] == "red") + rng.normal(scale=0.1, size=n)
+    model = make_pipeline(
+        ColumnTransformer([("num", StandardScaler(), ["x1", "x3"]),
+                           ("cat", OneHotEncoder(), ["colour"])]),
+        GradientBoostingRegressor(n_estimators=50, max_depth=3, random_state=0)).fit(X, y)
+    values, kind, rows = shap_values.mean_abs_shap(shap, model, X, list(X.columns), seed=1)
+    assert kind == "tree" and rows == shap_values.MAX_ROWS  # the cap, a seeded sample
+    assert set(values) == {"x1", "colour", "x3"}
+    assert values["x1"] > values["colour"] > 10 * values["x3"]
+    # x1's SHAP is ~3*(x1 - mean): mean |.| of a standard normal is sqrt(2/pi).
+    assert values["x1"] == pytest.approx(3 * np.sqrt(2 / np.pi), rel=0.15)
+    # Same seed, same sample, same numbers.
+    assert shap_values.mean_abs_shap(shap, model, X, list(X.columns), seed=1)[0] == values
+
+
+def test_a_model_shap_cannot_explain_is_recorded_with_the_reason(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from retrainer import shap_values
+
+    pytest.importorskip("shap")
+    _frame(1, x1=3.0, x2=1.0).to_csv(project / "data" / "old.csv", index=False)
+    edit_config(project, replace=("train",), data={"source": "data/old.csv", "target": "y"},
+                train={"estimator": "sklearn.neighbors.KNeighborsRegressor"})
+    record = run_cycle(load(project / "retrainer.yaml"))
+    assert record["decision"] == "first_champion"
+    section = record["importance"]["shap"]
+    assert section["challenger"] is None and section["explainer"] == {}
+    reason = ("challenger: no SHAP values: KNeighborsRegressor is neither tree-based nor "
+              "linear (shap's TreeExplainer and LinearExplainer only)")
+    assert section["notes"] == [reason] and section["skipped"] == reason
+    # Permutation importance still measured it: SHAP is an add-on, never the judgement.
+    assert max(record["importance"]["challenger"], key=record["importance"]["challenger"].get) \
+        == "x1"
+
+    # A forest too large for the TreeSHAP budget, and shap missing: said, never raised.
+    from sklearn.ensemble import RandomForestRegressor
+
+    frame = _frame(3, x1=1.0, x2=1.0, n=300)
+    X = frame.drop(columns="y")
+    forest = RandomForestRegressor(n_estimators=5, random_state=0).fit(X, frame["y"])
+    monkeypatch.setattr(shap_values, "TREE_BUDGET_SECONDS", 1e-6)
+    big = shap_values.shap_section({"challenger": (forest, X), "champion": None}, list(X.columns),
+                                   seed=0)
+    assert big["challenger"] is None and "too large to explain" in big["skipped"]
+    monkeypatch.setitem(__import__("sys").modules, "shap", None)  # import shap now fails
+    assert shap_values.shap_section({"challenger": (forest, X)}, list(X.columns), seed=0) == {
+        "skipped": "shap is not installed (pip install 'retrainer[explain]')"}

@@ -85,7 +85,8 @@ def test_the_page_holds_the_decision_both_tables_every_check_and_the_charts(
     # Importance side by side: one grey and one blue bar per feature, and the shift line.
     importance = _section(page, "What the models rely on")
     features = list(record["importance"]["challenger"])
-    assert importance.count("<rect") == 2 * len(features) == 20
+    permutation = importance.split("<figure class='chart importance'>")[1].split("</figure>")[0]
+    assert permutation.count("<rect") == 2 * len(features) == 20
     assert "nDCG <b>" in importance and "moved most" in importance
     # The metric across decisions: both decisions, each promotion ringed.
     timeline = _section(page, "mse across decisions")
@@ -95,6 +96,50 @@ def test_the_page_holds_the_decision_both_tables_every_check_and_the_charts(
     # The training data against the previous champion's profile.
     drift = _section(page, "Drift of the training data against champion version 1")
     assert "no dataset drift" in drift and drift.count("<tr>") == 1 + len(features)
+
+
+def test_mean_abs_shap_of_both_ridges_ranks_inputs_as_coefficient_times_spread(
+        article: dict[str, Any], tmp_path: Path) -> None:
+    """Linear SHAP of input j is coef_j * (x_j - its background mean): the mean |SHAP|
+    ranking must be the ranking of |coef_j| * spread of x_j, for both registered models."""
+    import mlflow
+    import pandas as pd
+    from scipy.stats import spearmanr
+
+    from retrainer import shap_values
+
+    pytest.importorskip("shap")  # `make test` installs the explain extra; CI fails a skip
+    record, page = article["records"][1], article["pages"][1]
+    section = record["importance"]["shap"]
+    clean = record["holdout"]["clean_rows"]
+    assert section["explainer"] == {"challenger": "linear", "champion": "linear"}
+    assert section["rows"] == clean == 67 and section["skipped"] is None
+    assert section["rows_explained"] == {"challenger": clean, "champion": clean}
+    # The permutation keys are still there, unchanged.
+    assert record["importance"]["method"] == "permutation" and record["importance"]["shift"]
+    data = pd.read_csv(article["folder"] / "data" / "diabetes.csv").drop(columns="target")
+    cfg = load(article["folder"] / "retrainer.yaml")
+    for who in ("champion", "challenger"):
+        version = record[who]["version"]
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{cfg.model}/{version}", dst_path=str(tmp_path / who),
+            tracking_uri=cfg.tracking_uri)
+        # Loaded as MLflow's generic pyfunc, as a hand-registered version may be: unwrapped.
+        ridge, steps = shap_values.unwrap(mlflow.pyfunc.load_model(local))
+        assert type(ridge).__name__ == "Ridge" and steps == []
+        expected = {f: abs(c) * data[f].std() for f, c in zip(data.columns, ridge.coef_)}
+        got = section[who]
+        assert list(got) == list(data.columns)
+        rho = spearmanr([expected[f] for f in got], list(got.values())).statistic
+        assert rho > 0.9, (who, expected, got)
+        top = sorted(got, key=got.get, reverse=True)[:2]
+        assert top == sorted(expected, key=expected.get, reverse=True)[:2] == ["bmi", "s5"]
+    # On the page beside permutation importance: both models' bars, the explainer named.
+    shap_part = _section(page, "What the models rely on").split("<h3 id='shap'>")[1]
+    figure = shap_part.split("<figure class='chart shap'>")[1].split("</figure>")[0]
+    assert figure.count("<rect") == 2 * len(data.columns)
+    assert html.escape("(shap's linear explainer)") in shap_part
+    assert "on 67 clean rows (cap 1000" in shap_part
 
 
 def test_a_first_champion_page_says_so_and_has_no_champion_parts(

@@ -122,3 +122,20 @@ def test_low_level_steps_import_nothing_above_them() -> None:
 def test_no_module_is_over_the_size_of_one_idea() -> None:
     sizes = {name: len(path.read_text().splitlines()) for name, path in _modules().items()}
     assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
+
+
+def test_only_shap_values_imports_the_optional_shap_and_only_lazily() -> None:
+    """`shap` is an optional extra that costs ~3 s to import: one module, inside functions."""
+    importers = {}
+    for name, file in _modules().items():
+        tree = ast.parse(file.read_text())
+        in_functions = {id(n) for f in ast.walk(tree)
+                        if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
+                        for n in ast.walk(f)}
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "shap" or n.startswith("shap.") for n in names):
+                importers.setdefault(name, []).append(id(node) not in in_functions)
+    assert set(importers) == {"retrainer.shap_values"}
+    assert not any(importers["retrainer.shap_values"])  # never at module level

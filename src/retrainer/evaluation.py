@@ -259,25 +259,30 @@ def _explain(cfg: Config, scores: Scores, keep: np.ndarray, y: np.ndarray, label
              challenger: tuple[Any, ...], champion: tuple[Any, ...] | None,
              features: list[str], task: str) -> None:
     """Both models' importance and the report's chart data, on the clean rows only."""
-    from retrainer import diagnostics, explain
+    from retrainer import diagnostics, explain, shap_values
 
     rows = int(keep.sum())
     progress.step(f"permutation importance ({min(rows, explain.imp.MAX_ROWS):,} clean rows)")
     found: dict[str, dict[str, float] | None] = {}
     notes = []
+    clean_inputs: dict[str, tuple[Any, Any] | None] = {}
     for name, entry in (("challenger", challenger), ("champion", champion)):
         if entry is None:
             continue
         model, X, _, _ = entry
         X_clean = X.iloc[keep] if hasattr(X, "iloc") else X[keep]
+        clean_inputs[name] = (model, X_clean)
         found[name], why = explain.measure(model, X_clean, y[keep], cfg.primary_metric,
                                            seed=cfg.split.seed, labels=labels,
                                            columns=features)
         if why:
             notes.append(f"{name}: permutation importance not measured: {why}")
+    if shap_values.load_shap() is not None:
+        progress.step(f"mean |SHAP| ({min(rows, shap_values.MAX_ROWS):,} clean rows)")
+    shap = shap_values.shap_section(clean_inputs, features, seed=cfg.split.seed)
     scores.importance = explain.importance_section(
         found.get("challenger"), found.get("champion"), metric=cfg.primary_metric, rows=rows,
-        seed=cfg.split.seed, notes=notes)
+        seed=cfg.split.seed, notes=notes, shap=shap)
 
     def clean(a: np.ndarray | None) -> np.ndarray | None:
         return a[keep] if a is not None else None

@@ -10,8 +10,8 @@ Clarify flags attribution drift: nDCG with the champion's importances as the gai
 when the challenger ranks features in the same order; Clarify warns below 0.9), Spearman's
 rank correlation, and the features whose share of the total importance moved most.
 
-Mean |SHAP| is not computed: permutation importance needs no extra package and works for
-any model with `predict`.
+With the optional `shap` package, mean |SHAP| per feature is recorded beside it for the
+models shap explains (tree-based or linear): `shap_values.py`.
 """
 
 from __future__ import annotations
@@ -36,14 +36,20 @@ def importance_section(
     rows: int,
     seed: int,
     notes: Sequence[str] = (),
+    shap: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The record's `importance`: both models' values, how measured, and the shift."""
+    """The record's `importance`: both models' values, how measured, and the shift.
+
+    `shap` is `shap_values.shap_section`'s mean |SHAP| (or why none), under `shap`.
+    """
     section: dict[str, Any] = {
         "method": imp.PERMUTATION, "metric": metric, "rows": int(min(rows, imp.MAX_ROWS)),
         "clean_rows": int(rows), "max_rows": imp.MAX_ROWS, "repeats": imp.REPEATS,
         "seed": int(seed), "challenger": dict(challenger) if challenger else None,
         "champion": dict(champion) if champion else None, "shift": None,
         "notes": list(notes)}
+    if shap is not None:
+        section["shap"] = dict(shap)
     if challenger and champion:
         section["shift"] = shift(champion, challenger)
     return section

@@ -300,6 +300,43 @@ def _importance(section: Mapping[str, Any] | None) -> str:
             f"<div class='row'><figure class='chart importance'>{bars}</figure>"
             + _table("importance", ["feature", "champion", "share", "challenger", "share"],
                      rows, "importance") + "</div>"
+            + (f"<ul class='notes'>{notes}</ul>" if notes else "")
+            + _shap(section.get("shap")))
+
+
+def _shap(section: Mapping[str, Any] | None) -> str:
+    """Mean |SHAP| beside permutation importance, or why there is none (older records: '')."""
+    from retrainer.explain import shares
+
+    e = html.escape
+    if not section:
+        return ""
+    if section.get("skipped"):
+        return (f"<h3 id='shap'>Mean |SHAP| per feature</h3><p class='muted shap'>Not computed: "
+                f"{e(str(section['skipped']))}.</p>")
+    chall, champ = section.get("challenger") or {}, section.get("champion") or {}
+    features = sorted(set(chall) | set(champ),
+                      key=lambda f: -max(chall.get(f, 0.0), champ.get(f, 0.0)))
+    sc, sp = shares(chall), shares(champ)
+    series = ([("champion", [sp.get(f, 0.0) for f in features], charts.GREY)] if champ else [])
+    if chall:
+        series.append(("challenger", [sc.get(f, 0.0) for f in features], charts.BLUE))
+    bars = charts.grouped_bars(features, series, title="share of mean |SHAP|")
+    rows = [[f, fmt(champ.get(f)) if champ else "-", f"{sp.get(f, 0):.1%}" if champ else "-",
+             fmt(chall.get(f)) if chall else "-", f"{sc.get(f, 0):.1%}" if chall else "-"]
+            for f in features]
+    used = section.get("explainer") or {}
+    kinds = (f"shap's {next(iter(used.values()))} explainer" if len(set(used.values())) == 1
+             else "shap's explainers: " + ", ".join(f"{w} {used[w]}" for w in
+                                                     ("champion", "challenger") if w in used))
+    how = (f"Mean |SHAP| ({kinds}): how far each input moves the model's "
+           f"output on average, in the output's units, on {section.get('rows')} clean rows "
+           f"(cap {section.get('max_rows')}, seed {section.get('seed')}).")
+    notes = "".join(f"<li>{e(n)}</li>" for n in section.get("notes") or [])
+    return (f"<h3 id='shap'>Mean |SHAP| per feature</h3><p>{e(how)}</p>"
+            f"<div class='row'><figure class='chart shap'>{bars}</figure>"
+            + _table("mean |SHAP|", ["feature", "champion", "share", "challenger", "share"],
+                     rows, "shap") + "</div>"
             + (f"<ul class='notes'>{notes}</ul>" if notes else ""))
 
 
