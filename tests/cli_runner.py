@@ -95,11 +95,12 @@ def _child(args: list[str], cwd: str, env: dict[str, str], out: str, err: str) -
 class ForkedCli:
     """A running `retrainer ARGS` fork, with the parts of `subprocess.Popen` the tests use."""
 
-    def __init__(self, args: list[str], cwd: Path | str, env: dict[str, str]) -> None:
+    def __init__(self, args: list[str], cwd: Path | str, env: dict[str, str],
+                 out: Path | None = None, err: Path | None = None) -> None:
         self.args = args
         self._folder = tempfile.TemporaryDirectory(prefix="cli-")
-        self._out = os.path.join(self._folder.name, "stdout")
-        self._err = os.path.join(self._folder.name, "stderr")
+        self._out = str(out or os.path.join(self._folder.name, "stdout"))
+        self._err = str(err or os.path.join(self._folder.name, "stderr"))
         for path in (self._out, self._err):
             Path(path).touch()  # there even when the fork dies before it opens them
         self._proc = _forkserver().Process(
@@ -150,9 +151,11 @@ class ForkedCli:
             self._folder.cleanup()
 
 
-def start(args: list[str], cwd: Path | str, env: dict[str, str]) -> ForkedCli:
-    """Start `retrainer ARGS` without waiting."""
-    return ForkedCli(args, cwd, env)
+def start(args: list[str], cwd: Path | str, env: dict[str, str], out: Path | None = None,
+          err: Path | None = None) -> ForkedCli:
+    """Start `retrainer ARGS` without waiting; its output goes to `out` and `err` when given
+    (read them while it runs), else to files `communicate` reads at the end."""
+    return ForkedCli(args, cwd, env, out, err)
 
 
 def run(args: list[str], cwd: Path | str, env: dict[str, str], timeout: float,

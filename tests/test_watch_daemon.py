@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
+import cli_runner
 from conftest import edit_config, registry_snapshot, run_cli
 from mlflow_server import _stop, _wait_healthy, free_port
 from retrainer.config import load
@@ -75,9 +76,9 @@ class Daemon:
         self.err = self.out.with_suffix(".err")
         full_env = {**os.environ, "RETRAINER_VERBOSE": "1", **(env or {})}
         full_env.pop("MLFLOW_TRACKING_URI", None)
-        with open(self.out, "w") as out, open(self.err, "w") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "retrainer", "watch", *args],
-                                         cwd=cwd, stdout=out, stderr=err, env=full_env)
+        # A process of its own, forked with the libraries already imported (cli_runner).
+        self.proc = cli_runner.start(["watch", *args], cwd, full_env, out=self.out,
+                                     err=self.err)
 
     @property
     def stdout(self) -> str:
