@@ -32,6 +32,9 @@ def _frame() -> pd.DataFrame:
 def store(tmp_path: Path, fresh_store: Callable[[Path], str]) -> MlflowClient:
     uri = fresh_store(tmp_path)
     mlflow.set_tracking_uri(uri)
+    # The fluent API remembers the last experiment set in this process (another test's,
+    # in another store): name this store's own.
+    mlflow.set_experiment("lineage")
     yield MlflowClient(tracking_uri=uri)
     mlflow.set_tracking_uri(None)
 
