@@ -25,8 +25,9 @@ for _pool in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import pytest  # noqa: E402
 
 # Shared fixtures: the PostgreSQL-backed `mlflow server` and fresh databases, the watch
-# tests' champion project, the rollout servers (their modules say more).
-pytest_plugins = ["mlflow_server", "watch_fixtures", "rollout_fixtures"]
+# tests' champion project, the rollout servers, the one Spark session (their modules say
+# more).
+pytest_plugins = ["mlflow_server", "watch_fixtures", "rollout_fixtures", "spark_fixtures"]
 
 
 def strict_ci() -> bool:

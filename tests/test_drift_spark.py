@@ -1,9 +1,9 @@
-"""compare_spark gives the pandas report, with bin counts computed by local Spark."""
+"""compare_spark gives the pandas report, with bin counts computed by local Spark.
+
+The session is the shared one of the test process (tests/spark_fixtures.py).
+"""
 
 from __future__ import annotations
-
-import os
-import sys
 
 import numpy as np
 import pandas as pd
@@ -16,36 +16,6 @@ from retrainer.drift.statistics import compare
 pyspark = pytest.importorskip("pyspark")
 
 pytestmark = pytest.mark.spark
-
-
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory):
-    # Workers must run this interpreter, or they start a python without pandas.
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
-    from pyspark.sql import SparkSession
-
-    existing = SparkSession.getActiveSession()
-    if existing is not None:  # another module's session: use it, leave it running
-        yield existing
-        return
-    warehouse = tmp_path_factory.mktemp("spark-warehouse")
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("retrainer-drift-test")
-        .config("spark.ui.enabled", "false")
-        # Loopback only: the driver must not bind to the machine's other interfaces.
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.sql.warehouse.dir", str(warehouse))
-        .config("spark.driver.extraJavaOptions", f"-Djava.io.tmpdir={warehouse}")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 def _frames(n: int = 5_000) -> tuple[pd.DataFrame, pd.DataFrame]:
