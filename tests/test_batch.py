@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from retrainer.batch import predict_file
-from retrainer.batch.common import ADDED
+from retrainer.batch.common import ADDED, resolve_source
 from retrainer.errors import UserError
 from serving_helpers import Store, diabetes, ridge
 
@@ -179,14 +179,31 @@ def test_spark_engine_reads_tables(
     want = store.models["champion"].predict(features(data))
     spark.createDataFrame(data).write.saveAsTable("to_score")  # type: ignore[attr-defined]
     try:
-        for name in ("spark:to_score", "to_score"):  # a bare name is a table when no file is
-            out = tmp_path / f"from-{name.replace(':', '-')}"
-            summary = predict_file(store.uri, MODEL, name, out, engine="spark")
-            assert summary["rows"] == 442 and summary["input"] == name
-            scored = pd.read_parquet(out).sort_values("customer_id")
-            np.testing.assert_allclose(scored["prediction"], want, rtol=1e-9)
+        out = tmp_path / "from-table"
+        summary = predict_file(store.uri, MODEL, "spark:to_score", out, engine="spark")
+        assert summary["rows"] == 442 and summary["input"] == "spark:to_score"
+        scored = pd.read_parquet(out).sort_values("customer_id")
+        np.testing.assert_allclose(scored["prediction"], want, rtol=1e-9)
     finally:
         spark.sql("DROP TABLE IF EXISTS to_score")  # type: ignore[attr-defined]
+
+
+def test_what_data_names(tmp_path: Path) -> None:
+    """--data: a file wins over a table of the same name; tables only with Spark."""
+    assert resolve_source("sales.customers", "spark").table == "sales.customers"
+    assert resolve_source("spark:main.sales.customers", "spark").table == "main.sales.customers"
+    (tmp_path / "scores").mkdir()  # a folder of parts named like a table
+    found = resolve_source("scores", "spark")
+    assert found.table is None and found.path == Path("scores") and found.fmt == "parquet"
+    assert resolve_source("spark:scores", "spark").path == Path("scores")
+    for text, engine, message in [
+        ("sales.customers", "pandas", "data file not found"),
+        ("absent.parquet", "spark", "data file not found"),  # a file name, not a table
+        ("spark:t", "pandas", "scored with --engine spark"),
+        ("spark:", "spark", "needs a table name"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            resolve_source(text, engine)
 
 
 @pytest.mark.spark
