@@ -5,12 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Headless Chromium renders the report pages in the tests (Debian's package; CI is root).
 CHROMIUM := /usr/bin/chromium
+# Test processes at once (pytest-xdist); the tests are hermetic (own temp dirs, free ports).
+JOBS ?= 2
 
 .PHONY: install demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev,spark]"
 	touch $(STAMP)
 
@@ -25,7 +26,7 @@ $(CHROMIUM):
 
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check src tests bench
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(JOBS) --dist worksteal --durations=20
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,9 +23,8 @@ for _pool in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import pytest  # noqa: E402
 
 # Shared fixtures: the PostgreSQL-backed `mlflow server` and fresh databases, the watch
-# tests' champion project, the rollout servers, the one Spark session (their modules say
-# more).
-pytest_plugins = ["mlflow_server", "watch_fixtures", "rollout_fixtures", "spark_fixtures"]
+# tests' champion project, the rollout servers (their modules say more).
+pytest_plugins = ["mlflow_server", "watch_fixtures", "rollout_fixtures"]
 
 
 def strict_ci() -> bool:
@@ -74,6 +71,26 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
     _fail_skip_under_ci(outcome.get_result())
 
 
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The one local Spark session of this test process (~10 s to start), from retrainer's
+    own builder: every Spark test shares it, and the code under test finds it running."""
+    pytest.importorskip("pyspark")
+    from retrainer.config import SparkConfig
+    from retrainer.spark import get_spark
+
+    warehouse = tmp_path_factory.mktemp("spark-warehouse")
+    session = get_spark(SparkConfig(master="local[2]", app_name="retrainer-tests", conf={
+        "spark.sql.shuffle.partitions": 2,
+        "spark.default.parallelism": 2,
+        "spark.sql.warehouse.dir": str(warehouse),
+        "spark.driver.extraJavaOptions": f"-Djava.io.tmpdir={warehouse}",
+    }))
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
 @dataclass
 class Result:
     code: int
@@ -85,13 +102,17 @@ class Result:
 
 
 def run_cli(*args: str, cwd: Path | str, env: dict[str, str] | None = None,
-            timeout: float = 300) -> Result:
-    """Run `retrainer ARGS` in a subprocess, as a user would."""
+            timeout: float = 300, fresh: bool = False) -> Result:
+    """Run `retrainer ARGS` in a process of its own, as a user would.
+
+    The process is forked from a server that has the libraries imported (cli_runner says
+    why); `fresh=True` starts a new interpreter, for tests about the process itself.
+    """
+    import cli_runner
+
     full_env = {**os.environ, **(env or {})}
     full_env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.run([sys.executable, "-m", "retrainer", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, env=full_env)
-    return Result(proc.returncode, proc.stdout, proc.stderr)
+    return Result(*cli_runner.run(list(args), cwd, full_env, timeout, fresh=fresh))
 
 
 @pytest.fixture

@@ -8,12 +8,11 @@ already imported, to keep the suite inside its time budget.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import cli_runner
 from conftest import Result, edit_config, snapshot  # noqa: F401 - re-exported
 
 WEEK_AGO = "data/diabetes_week_ago.csv"
@@ -88,17 +87,15 @@ def sampled_csvs(project: Path, n: int) -> list[str]:
     return paths
 
 
-def spawn(*args: str, cwd: Path, env: dict[str, str] | None = None
-          ) -> subprocess.Popen[str]:
-    """Start `retrainer ARGS` without waiting (for concurrent and crash tests)."""
+def spawn(*args: str, cwd: Path, env: dict[str, str] | None = None) -> cli_runner.ForkedCli:
+    """Start `retrainer ARGS` in a process of its own without waiting (for concurrent and
+    crash tests)."""
     full_env = {**os.environ, **(env or {})}
     full_env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.Popen([sys.executable, "-m", "retrainer", *args], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=full_env)
+    return cli_runner.start(list(args), cwd, full_env)
 
 
-def finish(proc: subprocess.Popen[str], timeout: float = 300) -> Result:
+def finish(proc: cli_runner.ForkedCli, timeout: float = 300) -> Result:
     out, err = proc.communicate(timeout=timeout)
     return Result(proc.returncode, out, err)
 

@@ -49,7 +49,7 @@ def test_help_is_fast_because_heavy_libraries_load_lazily() -> None:
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
-    result = run_cli("--help", cwd=".")
+    result = run_cli("--help", cwd=".", fresh=True)  # a new interpreter, as a user starts it
     assert result.code == 0
     for command in ("init", "demo", "run", "status"):
         assert command in result.stdout

@@ -27,6 +27,9 @@ def test_defaults_fill_every_section(tmp_path: Path) -> None:
     assert cfg.gate.confidence is None and cfg.gate.all_metrics_improve
     assert cfg.promote.alias == "champion" and not cfg.promote.legacy_stages
     assert cfg.drift.share == 0.5
+    assert cfg.spark.master == "local[*]" and cfg.spark.conf == {}
+    assert cfg.data.engine == "pandas" and cfg.data.max_rows == 5_000_000
+    assert not cfg.data.sample
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -42,6 +45,14 @@ def test_defaults_fill_every_section(tmp_path: Path) -> None:
     ("model: m\ndata: {source: x.csv}\ntrain: {}\n", "exactly one of train.estimator"),
     ("data: {source: x.csv}\ntrain: {estimator: a.B}\n", "missing required key 'model'"),
     (MINIMAL + "triggers: {schedule: {cron: 'every monday'}}\n", "not a valid cron"),
+    (MINIMAL + "spark: {master: localhost}\n", "spark.master: 'localhost': expected local[*]"),
+    (MINIMAL + "spark: {conf: {executor.memory: 2g}}\n",
+     "spark.conf: key 'executor.memory': Spark settings start with 'spark.'"),
+    (MINIMAL + "spark: {mastr: yarn}\n", "unknown key 'spark.mastr' (did you mean 'master'?)"),
+    ("model: m\ndata: {source: d.csv, engine: spark}\ntrain: {estimator: a.B}\n",
+     "data.engine 'spark' needs a spark: source"),
+    ("model: m\ndata: {source: 'spark:t', max_rows: 0}\ntrain: {estimator: a.B}\n",
+     "data.max_rows"),
 ])
 def test_invalid_config_is_one_clear_line(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(UserError) as err:

@@ -271,8 +271,7 @@ def test_entrypoint_with_the_teams_own_model_class(project: Path) -> None:
 
 
 @pytest.mark.spark
-def test_spark_table_source(project: Path) -> None:
-    pytest.importorskip("pyspark")
+def test_spark_table_source(project: Path, spark: object) -> None:
     from retrainer.data import read_source
 
     frame = pd.read_csv(project / "data" / "diabetes.csv")

@@ -1,7 +1,6 @@
 """compare_spark gives the pandas report, with bin counts computed by local Spark.
 
-The session is the shared one of the test process (tests/spark_fixtures.py).
-"""
+The `spark` fixture (conftest) is the one session of the test process."""
 
 from __future__ import annotations
 

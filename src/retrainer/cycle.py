@@ -26,6 +26,7 @@ from retrainer import (
     progress,
     reference,
     registry,
+    spark_training,
     stamp,
     training,
 )
@@ -52,13 +53,21 @@ AWAITING_APPROVAL = "awaiting_approval"
 def run_cycle(cfg: Config, data: str | None = None, trigger: str = "manual",
               reason: str | None = None, client: MlflowClient | None = None) -> dict[str, Any]:
     """Run one cycle and return its decision record (also logged as decision.json)."""
+    import numpy as np
+
     client = client or registry.connect(cfg)
     registry.repair(client, cfg)
 
     progress.step("loading data")
-    rows = data_mod.load(cfg, override=data)
+    # An entrypoint that takes a Spark DataFrame trains in Spark (spark_training).
+    spark_fit = spark_training.spark_entrypoint(cfg) if data is None else None
+    if spark_fit is not None:
+        prepared = spark_training.prepare(cfg)
+        rows, train_rows, holdout = prepared.rows, prepared.train, prepared.holdout
+    else:
+        rows = data_mod.load(cfg, override=data)
+        train_rows, holdout = data_mod.split(rows, cfg.split)
     evaluation.check_slices(cfg, rows)  # slice columns exist: say so before any write
-    train_rows, holdout = data_mod.split(rows, cfg.split)
     champion = load_champion(cfg, client)
     if champion is not None:
         evaluation.champion_inputs(champion, holdout)  # fails now, before anything is written
@@ -67,10 +76,16 @@ def run_cycle(cfg: Config, data: str | None = None, trigger: str = "manual",
     log.info("cycle %s: training on %d rows, holdout %d rows", cycle_id, len(train_rows),
              len(holdout))
     progress.step(f"training on {len(train_rows):,} rows")
-    trained = training.fit_and_log(cfg, train_rows, holdout, cycle_id=cycle_id,
-                                   trigger=trigger, reason=reason)
-    candidate = Candidate(trained, fingerprints=data_mod.fingerprints(train_rows),
-                          train_rows=train_rows)
+    if spark_fit is not None:
+        trained = spark_training.fit_and_log(cfg, prepared, spark_fit, cycle_id=cycle_id,
+                                             trigger=trigger, reason=reason)
+        # The hash split kept every training row out of this holdout: nothing to exclude.
+        fps = np.zeros(0, dtype="uint64")
+    else:
+        trained = training.fit_and_log(cfg, train_rows, holdout, cycle_id=cycle_id,
+                                       trigger=trigger, reason=reason)
+        fps = data_mod.fingerprints(train_rows)
+    candidate = Candidate(trained, fingerprints=fps, train_rows=train_rows)
     return decide(cfg, client, candidate, champion, rows, holdout, decision_id=cycle_id,
                   trigger=trigger, reason=reason, kind=None)
 

@@ -5,7 +5,8 @@ Sources (``data.source``):
 - a SQLAlchemy URL with ``data.query`` (``sqlite:///x.db``, ``postgresql+psycopg2://…``)
 - ``python:module:function`` or ``python:path/to/file.py:function`` returning a DataFrame
 - ``sklearn:<dataset>`` for scikit-learn's bundled datasets (diabetes, iris, wine, …)
-- ``spark:<table>`` for a Spark table (needs the ``spark`` extra)
+- ``spark:<table>`` or ``spark:<path>`` read by Spark (the ``spark`` extra; `spark_data`):
+  at most ``data.max_rows`` rows come to this process
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class Dataset:
     target: str
     features: list[str]
     source: str
+    # Set when a uniform sample of a larger spark: source stands for it (data.sample).
+    sample_note: str | None = None
 
     @property
     def X(self) -> pd.DataFrame:  # noqa: N802 - the scikit-learn name
@@ -53,8 +56,14 @@ class Dataset:
         return len(self.frame)
 
 
-def read_source(source: str, base_dir: Path, query: str | None = None) -> pd.DataFrame:
-    """Read any supported source into a DataFrame; one-line `UserError` on failure."""
+def read_source(source: str, base_dir: Path, query: str | None = None,
+                cfg: Config | None = None) -> pd.DataFrame:
+    """Read any supported source into a DataFrame; one-line `UserError` on failure.
+
+    `cfg` gives a spark: source its session (``spark:``) and its row limit (``data.max_rows``,
+    ``data.sample``); without it the defaults apply. A sample says so in
+    ``frame.attrs["sample_note"]``.
+    """
     import pandas as pd
 
     if source.startswith("sklearn:"):
@@ -62,7 +71,7 @@ def read_source(source: str, base_dir: Path, query: str | None = None) -> pd.Dat
     if source.startswith("python:"):
         return _read_python(source.removeprefix("python:"), base_dir)
     if source.startswith("spark:"):
-        return _read_spark(source.removeprefix("spark:"))
+        return _read_spark(source, base_dir, cfg)
     scheme = source.split("://", 1)[0].split("+", 1)[0] if "://" in source else ""
     if scheme in SQL_SCHEMES:
         return _read_sql(source, query, base_dir)
@@ -182,25 +191,30 @@ def _read_sql(url: str, query: str | None, base_dir: Path) -> pd.DataFrame:
         raise UserError(f"SQL data source failed: {first}") from None
 
 
-def _read_spark(table: str) -> pd.DataFrame:
-    from retrainer.spark import get_spark
+def _read_spark(source: str, base_dir: Path, cfg: Config | None) -> pd.DataFrame:
+    from retrainer.config import DataConfig
+    from retrainer.spark_data import collect, read_spark
 
-    spark = get_spark()
-    try:
-        sdf = spark.read.parquet(table) if table.endswith(".parquet") else spark.table(table)
-    except Exception as err:  # noqa: BLE001
-        raise UserError(f"spark source {table!r}: {str(err).splitlines()[0]}") from None
-    return sdf.toPandas()
+    limits = cfg.data if cfg is not None else DataConfig(source=source)
+    sdf = read_spark(source, cfg.spark if cfg is not None else None, base_dir)
+    got = collect(sdf, source, limits.max_rows, limits.sample,
+                  seed=cfg.split.seed if cfg is not None else 0)
+    if got.sample_note:
+        got.frame.attrs["sample_note"] = got.sample_note
+    return got.frame
 
 
 def load(cfg: Config, override: str | None = None) -> Dataset:
     """Read the configured source (or `override`, a path/URL) and validate it."""
     source = override or cfg.data.source
     base = Path.cwd() if override else cfg.base_dir
-    frame = read_source(source, base, cfg.data.query)
+    frame = read_source(source, base, cfg.data.query, cfg)
+    note = frame.attrs.get("sample_note")
     if "://" not in source and ":" not in source.split("/")[0] and not os.path.isabs(source):
         source = str((base / source).resolve())  # where the rows came from, for lineage
-    return validate(frame, cfg.data, source, min_rows=_min_rows(cfg.split))
+    data = validate(frame, cfg.data, source, min_rows=_min_rows(cfg.split))
+    data.sample_note = note
+    return data
 
 
 def _min_rows(split: SplitConfig) -> int:

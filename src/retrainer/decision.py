@@ -56,7 +56,9 @@ def build(cfg: Config, *, trigger: str, trigger_reason: str | None, decision_id:
                                     "changed": []},
         "data": {"source": rows.source, "rows": len(rows),
                  "train_rows": len(train_rows) if train_rows is not None else None,
-                 "holdout_rows": len(holdout), "split": cfg.split.method},
+                 "holdout_rows": len(holdout), "split": cfg.split.method,
+                 # A uniform sample of a larger spark: source (data.sample), said as such.
+                 "sample": getattr(rows, "sample_note", None), "engine": cfg.data.engine},
         "task": challenger.task,
         "importance": scores.importance or None,
         "move": None if move is None else {

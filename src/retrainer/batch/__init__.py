@@ -19,10 +19,13 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from retrainer.batch.common import RowProgress, format_of, required_columns, resolve_source
 from retrainer.errors import UserError
+
+if TYPE_CHECKING:
+    from retrainer.config import SparkConfig
 
 DEFAULT_CHUNK_ROWS = 100_000
 
@@ -38,11 +41,13 @@ def predict_file(
     registry_uri: str | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: RowProgress | None = None,
+    spark: SparkConfig | None = None,
 ) -> dict[str, Any]:
     """Score `data` (a path; with Spark also a table) with ``model_name@alias``.
 
     `progress` (pandas engine) is called after each chunk with the rows scored so far
-    and the total when the input's footers say it. Returns a summary of the run.
+    and the total when the input's footers say it; `spark` (the config's section) says
+    which Spark session the Spark engine uses. Returns a summary of the run.
     """
     started = time.perf_counter()
     if engine not in ("pandas", "spark"):
@@ -96,7 +101,7 @@ def predict_file(
             from retrainer.batch.spark import score_spark
 
             mark = time.perf_counter()
-            rows = score_spark(model, source, output, needed, scored_at)
+            rows = score_spark(model, source, output, needed, scored_at, spark)
             timings["spark"] = time.perf_counter() - mark
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

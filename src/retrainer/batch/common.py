@@ -44,15 +44,19 @@ def resolve_source(text: str, engine: str) -> Source:
             raise UserError(f"{raw}: Spark tables are scored with --engine spark")
         if not rest:
             raise UserError("spark: needs a table name or a path after the colon")
-        if Path(rest).exists() or not _TABLE.match(rest):
-            return _file_source(raw, Path(rest))
-        return Source(raw, table=rest)
-    path = Path(raw)
-    if path.exists():
-        return _file_source(raw, path)
-    if engine == "spark" and _TABLE.match(raw) and path.suffix.lower() not in FORMATS:
+        if _is_table(rest):
+            return Source(raw, table=rest)
+        return _file_source(raw, Path(rest))
+    if engine == "spark" and _is_table(raw):
         return Source(raw, table=raw)
-    raise UserError(f"data file not found: {path}")
+    return _file_source(raw, Path(raw))
+
+
+def _is_table(name: str) -> bool:
+    """A table name, not a file: no such file, a table's spelling, no file suffix."""
+    path = Path(name)
+    return (not path.exists() and bool(_TABLE.match(name))
+            and path.suffix.lower() not in (*FORMATS, ".json", ".delta"))
 
 
 def _file_source(text: str, path: Path) -> Source:

@@ -12,10 +12,13 @@ import os
 import shutil
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from retrainer.batch.common import ADDED, Source, check_columns, first_line
 from retrainer.errors import UserError
+
+if TYPE_CHECKING:
+    from retrainer.config import SparkConfig
 
 
 def check_output_folder(output: Path) -> None:
@@ -32,14 +35,16 @@ def check_output_folder(output: Path) -> None:
 
 
 def score_spark(
-    model: Any, source: Source, output: Path, needed: list[str], scored_at: datetime
+    model: Any, source: Source, output: Path, needed: list[str], scored_at: datetime,
+    spark_cfg: SparkConfig | None = None,
 ) -> int:
     """Score `source` into the folder `output`; returns the rows written."""
     import mlflow
 
     from retrainer.spark import get_spark
 
-    spark = get_spark("retrainer-predict")  # a one-line UserError without the spark extra
+    # The config's session (spark:); a one-line UserError without the spark extra.
+    spark = get_spark(spark_cfg, "retrainer-predict")
     from pyspark.errors import PySparkException
     from pyspark.sql import functions as F
 

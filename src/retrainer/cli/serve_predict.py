@@ -107,6 +107,7 @@ def predict(
         summary = predict_file(
             cfg.tracking_uri, cfg.model, data, output, engine=engine, alias=cfg.promote.alias,
             registry_uri=cfg.registry_uri, chunk_rows=chunk_rows, progress=progress,
+            spark=cfg.spark,
         )
     if as_json:
         emit_json(summary)

@@ -29,6 +29,7 @@ from retrainer.config.schema import (
     ScheduleTrigger,
     ServeConfig,
     SliceSpec,
+    SparkConfig,
     SplitConfig,
     TrainConfig,
     TriggersConfig,
@@ -47,7 +48,7 @@ __all__ = [
     "DriftTrigger", "FeedbackGuardrail", "GateConfig", "GuardrailsConfig", "ImportanceShift",
     "MetricThreshold", "NewVersionTrigger", "NotifyConfig", "PerformanceTrigger",
     "PromoteConfig", "RolloutConfig", "ScheduleTrigger", "ServeConfig", "SliceSpec",
-    "SplitConfig", "TrainConfig", "TriggersConfig", "absolutize_uri", "artifact_root",
-    "default_registry_uri", "load", "model_name_problem", "parse", "resolve_registry_uri",
-    "resolve_tracking_uri",
+    "SparkConfig", "SplitConfig", "TrainConfig", "TriggersConfig", "absolutize_uri",
+    "artifact_root", "default_registry_uri", "load", "model_name_problem", "parse",
+    "resolve_registry_uri", "resolve_tracking_uri",
 ]

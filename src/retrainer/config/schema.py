@@ -32,11 +32,56 @@ class _Strict(BaseModel):
 
 class DataConfig(_Strict):
     source: str = Field(description="csv/parquet path or glob, SQLAlchemy URL (with query), "
-                        "python:module:function, sklearn:<dataset>, spark:<table>")
+                        "python:module:function, sklearn:<dataset>, spark:<table or path>")
     target: str = "target"
     query: str | None = None
     features: list[str] | None = None
     drop: list[str] = []
+    # pandas: rows come to this process. spark (with a spark: source): drift statistics run
+    # in Spark and a Spark-DataFrame entrypoint trains in Spark; rows reach the driver only
+    # for a pandas entrypoint, and then at most max_rows of them.
+    engine: Literal["pandas", "spark"] = "pandas"
+    max_rows: int = Field(5_000_000, ge=1, description="most rows collected to one process")
+    sample: bool = Field(False, description="above max_rows: a uniform sample of max_rows "
+                         "(said in the decision record) instead of an error")
+
+    @model_validator(mode="after")
+    def _spark_engine_reads_spark(self) -> DataConfig:
+        if self.engine == "spark" and not self.source.startswith("spark:"):
+            raise ValueError("data.engine 'spark' needs a spark: source (spark:<table> or "
+                             "spark:<path>); other sources are read by pandas")
+        return self
+
+
+class SparkConfig(_Strict):
+    """The one Spark session retrainer starts (data sources, drift, batch scoring).
+
+    A cluster is configuration: `master` (local[*], yarn, k8s://…, spark://…) and any
+    `spark.*` settings. Where a session is already running (a Databricks job), it is used
+    as it is: `master` is ignored and only the runtime-settable `conf` keys are applied.
+    """
+
+    master: str = "local[*]"
+    app_name: str = "retrainer"
+    conf: dict[str, str | int | float | bool] = {}
+
+    @field_validator("master")
+    @classmethod
+    def _known_master(cls, value: str) -> str:
+        value = value.strip()
+        if not re.fullmatch(r"local(\[(\*|\d+)(,\s*\d+)?\])?|yarn|(spark|k8s|mesos)://\S+",
+                            value):
+            raise ValueError(f"{value!r}: expected local[*], local[N], yarn, "
+                             "spark://host:port or k8s://…")
+        return value
+
+    @field_validator("conf")
+    @classmethod
+    def _spark_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if not key.startswith("spark."):
+                raise ValueError(f"key {key!r}: Spark settings start with 'spark.'")
+        return value
 
 
 class SplitConfig(_Strict):
@@ -331,6 +376,7 @@ class Config(_Strict):
     serve: ServeConfig = ServeConfig()
     notify: list[NotifyConfig] = []
     rollout: RolloutConfig = RolloutConfig()
+    spark: SparkConfig = SparkConfig()
 
     # Not a config key: the folder relative paths resolve against.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

@@ -43,10 +43,16 @@ class ChampionDrift:
 
     report: DriftReport
     profile: dict
-    current: pd.DataFrame
+    current: pd.DataFrame  # on Spark: the bounded sample scored for prediction drift
     version: str
     profile_source: str  # "artifact", "rebuilt from <source>" or "built from the … rows …"
     notes: list[str] = field(default_factory=list)
+    rows: int | None = None  # set on Spark, where `current` is a sample
+    digest: str | None = None  # set on Spark: the rows' content digest, computed there
+
+    @property
+    def current_rows(self) -> int:
+        return self.rows if self.rows is not None else len(self.current)
 
 
 def champion_drift(
@@ -68,16 +74,10 @@ def champion_drift(
         raise UserError("no current data: pass --data PATH or set triggers.drift.data")
     query = cfg.triggers.drift.query if (cfg.triggers.drift and not data) else cfg.data.query
     base = Path.cwd() if data else cfg.base_dir
-    try:
-        current = data_mod.read_source(source, base, query)
-    except UserError:
-        raise
-    except Exception as err:  # noqa: BLE001 - a corrupt file is the user's input
-        first = (str(err).splitlines() or [type(err).__name__])[0]
-        raise UserError(f"cannot read current data {source!r}: {first}") from None
-    if current is None or len(current) == 0:
-        raise UserError(f"current data {source!r} has no rows")
-    current.columns = [str(c) for c in current.columns]
+    # data.engine spark: the rows stay in Spark (drift.spark_source), read after the profile.
+    in_spark = source.startswith("spark:") and cfg.data.engine == "spark"
+    if not in_spark:
+        current = _read_current(cfg, source, base, query)
 
     from retrainer import registry
 
@@ -89,6 +89,17 @@ def champion_drift(
     version = str(mv.version)
     profile, profile_source = _champion_profile(cfg, client, mv)
 
+    if in_spark:
+        from retrainer.drift.spark_source import spark_drift
+
+        got = spark_drift(cfg, source, base, profile, lambda frame: _champion_predictions(
+            cfg, client, version, how, frame, profile))
+        if got.report.prediction is not None and len(got.sample) < got.rows:
+            # As on pandas: the sample in the JSON and the verdict, not only in a note.
+            got.report.prediction.stats.update(sample_rows=len(got.sample),
+                                               sample_of_rows=got.rows)
+        return ChampionDrift(got.report, profile, got.sample, version, profile_source,
+                             got.notes, rows=got.rows, digest=got.digest)
     notes: list[str] = []
     predictions = None
     sample = None
@@ -124,6 +135,20 @@ def _uniform_sample(rows: int, size: int) -> np.ndarray:
     """`size` distinct row positions out of `rows`, uniformly, in row order."""
     rng = np.random.default_rng(PREDICTION_SAMPLE_SEED)
     return np.sort(rng.choice(rows, size=size, replace=False))
+
+
+def _read_current(cfg: Config, source: str, base: Path, query: str | None) -> pd.DataFrame:
+    try:
+        current = data_mod.read_source(source, base, query, cfg)
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a corrupt file is the user's input
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise UserError(f"cannot read current data {source!r}: {first}") from None
+    if current is None or len(current) == 0:
+        raise UserError(f"current data {source!r} has no rows")
+    current.columns = [str(c) for c in current.columns]
+    return current
 
 
 def _champion_profile(cfg: Config, client: Any, mv: Any) -> tuple[dict, str]:
@@ -163,7 +188,7 @@ def _rebuild_profile(cfg: Config, client: Any, mv: Any) -> tuple[dict, str]:
     if uri.startswith("file://"):
         uri = uri.removeprefix("file://")
     try:
-        frame = data_mod.read_source(uri, Path(cfg.base_dir), cfg.data.query)
+        frame = data_mod.read_source(uri, Path(cfg.base_dir), cfg.data.query, cfg)
     except UserError as err:
         raise UserError(f"{no_profile}; rebuilding it from {uri!r} failed: {err}") from None
     frame.columns = [str(c) for c in frame.columns]

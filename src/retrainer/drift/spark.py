@@ -25,12 +25,18 @@ def compare_spark(
     thresholds: dict[str, float] | None = None,
     seed: int = 0,
     on_prediction: bool = True,
+    predictions: np.ndarray | None = None,
+    sample_rows: int = SUBSAMPLE_ROWS,
 ) -> DriftReport:
     """`compare` for a Spark DataFrame: bin counts in one Spark aggregation.
 
     Counts, missing and non-number counts and moments are computed by Spark in a
     single pass; only a bounded sample (for Wasserstein and KS) comes to the driver.
-    `prediction_col` names a column of `spark_df` holding the champion's predictions.
+    `prediction_col` names a column of `spark_df` holding the champion's predictions;
+    `predictions` are instead the champion's predictions on a sample of the rows, scored
+    on the driver (their threshold is then calibrated for the sample's size).
+    `sample_rows` bounds the rows sampled for Wasserstein and KS (and so what reaches
+    the driver).
     """
     from pyspark.sql import functions as F
 
@@ -68,10 +74,10 @@ def compare_spark(
     numeric_names = [n for n in targets if n in plan]
     sample_pdf = None
     if numeric_names:
-        frac = min(1.0, SUBSAMPLE_ROWS / m)
+        frac = min(1.0, sample_rows / m)
         cols = [_try_double(source[n]).alias(n) for n in numeric_names]
         sampled = spark_df.sample(fraction=frac, seed=seed) if frac < 1 else spark_df
-        sample_pdf = sampled.select(*cols).limit(SUBSAMPLE_ROWS).toPandas()
+        sample_pdf = sampled.select(*cols).limit(sample_rows).toPandas()
 
     observed: dict[str, Observed | None] = {n: None for n in profile["columns"]}
     pred_obs = None
@@ -104,8 +110,24 @@ def compare_spark(
             pred_obs = obs
         else:
             observed[name] = obs
+    if pred_obs is None and predictions is not None and profile.get("prediction"):
+        pred_obs = _observe_predictions(profile["prediction"], predictions, seed)
     return assemble(profile, observed, pred_obs, m, share, key_columns, th,
                     on_prediction=on_prediction)
+
+
+def _observe_predictions(col: Mapping, predictions: np.ndarray, seed: int) -> Observed:
+    """Driver-side predictions (a bounded sample), observed as the pandas engine does."""
+    from retrainer.drift.observe import observe_categorical, observe_numeric
+    from retrainer.drift.profile import predictions_series
+
+    pred = predictions_series(predictions)
+    if col["kind"] != "numeric":
+        return observe_categorical(pred, col)
+    rng = np.random.default_rng(seed)
+    rows = None if len(pred) <= SUBSAMPLE_ROWS else rng.choice(len(pred), SUBSAMPLE_ROWS,
+                                                               replace=False)
+    return observe_numeric(pred, col, rows)
 
 
 def _quoted(name: str) -> str:

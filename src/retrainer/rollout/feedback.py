@@ -54,7 +54,7 @@ def feedback_line(cfg: Config, client: MlflowClient, spec: FeedbackGuardrail,
     from retrainer.data import read_source, validate
 
     metric, name = cfg.primary_metric, "feedback"
-    frame = read_source(spec.data, cfg.base_dir, spec.query)
+    frame = read_source(spec.data, cfg.base_dir, spec.query, cfg)
     where = f"labelled rows of {spec.data}"
     data_cfg = cfg.data
     if spec.time_column:

@@ -63,7 +63,8 @@ def check_drift(client: MlflowClient, cfg: Config, state: dict[str, Any],
     # `retrainer drift`'s own logic: the champion's profile against triggers.drift.data.
     result = champion_drift(cfg)
     report = result.report
-    digest = frame_digest(result.current)
+    # On Spark the digest is computed there (`current` is then only a sample).
+    digest = result.digest or frame_digest(result.current)
     new = {**state, "verdict": bool(report.dataset_drift), "checked_at": iso(now),
            "champion": result.version, "digest": digest,
            "drifted_columns": report.drifted_columns[:20],
@@ -77,5 +78,5 @@ def check_drift(client: MlflowClient, cfg: Config, state: dict[str, Any],
     new["fired_digest"] = digest
     reason = drift_reason(report, cfg.drift.key_columns)
     return Fire("drift", f"{reason} (champion version {result.version}, "
-                         f"{len(result.current)} rows of {spec.data})",
+                         f"{result.current_rows} rows of {spec.data})",
                 key=f"drift:{digest}"), new

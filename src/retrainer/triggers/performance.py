@@ -47,7 +47,7 @@ def check_performance(client: MlflowClient, cfg: Config, state: dict[str, Any],
         log.warning("performance trigger: the champion's run (version %s) logged no %s to "
                     "compare with: skipped", champion.version, metric)
         return None, {**state, "checked_at": iso(now), "champion": champion.version}
-    frame = read_source(spec.data, cfg.base_dir, spec.query)
+    frame = read_source(spec.data, cfg.base_dir, spec.query, cfg)
     rows = validate(frame, cfg.data, spec.data, min_rows=1)
     info = training.load_training_info(client, champion.run_id) if champion.run_id else {}
     task = info.get("task") or training.task_of(cfg, champion.model, rows.y)
