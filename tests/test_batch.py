@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from retrainer.batch import predict_file
@@ -56,6 +57,14 @@ def test_csv_in_chunks_to_parquet(store: Store, data: pd.DataFrame, tmp_path: Pa
     # One UTC time for the whole run, across chunks: a run's rows are selected by equality.
     assert str(scored["scored_at"].dt.tz) == "UTC"
     assert (scored["scored_at"] == pd.Timestamp(summary["scored_at"])).all()
+    # Chunks of 100 rows are row groups of 100 (read back with flat memory too); floats
+    # are not dictionary-encoded (slow to write, and larger), strings are.
+    meta = pq.ParquetFile(out).metadata
+    assert meta.num_row_groups == 5 and meta.row_group(0).num_rows == 100
+    names = meta.schema.names
+    encodings = {n: meta.row_group(0).column(names.index(n)).encodings for n in names}
+    assert not any("DICTIONARY" in e for e in encodings["prediction"])
+    assert any("DICTIONARY" in e for e in encodings["model_version"])
     assert scored["customer_id"].tolist() == data["customer_id"].tolist()  # order kept
     np.testing.assert_allclose(
         scored["prediction"], store.models["champion"].predict(features(data)), rtol=1e-9

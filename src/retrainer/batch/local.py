@@ -36,7 +36,6 @@ def score_local(
     """Score `source` into `output`; (rows, seconds spent reading, scoring and writing)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
 
     clock = time.perf_counter
     timings = {"read": 0.0, "score": 0.0, "write": 0.0}
@@ -61,7 +60,7 @@ def score_local(
             scored = clock()
             timings["score"] += scored - read_done
             if writer is None:
-                writer = (pq.ParquetWriter(str(tmp), table.schema) if out_fmt == "parquet"
+                writer = (_parquet_writer(tmp, table.schema) if out_fmt == "parquet"
                           else pacsv.CSVWriter(str(tmp), table.schema))
             elif not table.schema.equals(writer.schema):
                 table = table.cast(writer.schema)  # e.g. a part whose ints are int32
@@ -85,6 +84,22 @@ def score_local(
     return rows, timings
 
 
+def _parquet_writer(path: Path, schema: Any) -> Any:
+    """A Parquet writer that dictionary-encodes every column but the floating-point ones.
+
+    pyarrow tries a dictionary for every column by default and gives up only when it
+    overflows: for floats (nearly all distinct) that made writing 5-8x slower and the
+    file 25% larger (1M rows x 22 columns: 2.0-2.5 s and 200 MiB against 0.3-0.7 s and
+    160 MiB). Strings, integers and booleans keep their dictionaries (model_version is
+    one value per run).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    keep = [f.name for f in schema if not pa.types.is_floating(f.type)]
+    return pq.ParquetWriter(str(path), schema, use_dictionary=keep or False)
+
+
 def _open(model: Any, source: Source, chunk_rows: int) -> tuple[list[str], int | None, Iterator]:
     """The input's column names, its row count when known, and its record batches."""
     import pyarrow as pa
@@ -105,7 +120,7 @@ def _open(model: Any, source: Source, chunk_rows: int) -> tuple[list[str], int |
             read_options=pacsv.ReadOptions(block_size=8 << 20),
             convert_options=pacsv.ConvertOptions(column_types=_pinned_types(model)),
         )
-        return reader.schema.names, None, _csv_batches(reader, path)
+        return reader.schema.names, None, _csv_batches(reader, path, chunk_rows)
     except (pa.ArrowInvalid, OSError) as exc:
         raise UserError(f"cannot read {path.name}: {_csv_message(exc, path)}") from None
 
@@ -140,7 +155,9 @@ def _pinned_types(model: Any) -> dict[str, Any]:
     return types
 
 
-def _csv_batches(reader: Any, path: Path) -> Iterator[Any]:
+def _csv_batches(reader: Any, path: Path, chunk_rows: int) -> Iterator[Any]:
+    """The CSV's batches (one per 8 MiB block), cut to at most `chunk_rows` rows (slices:
+    no copy), so chunks are the same size whatever the input's format."""
     import pyarrow as pa
 
     while True:
@@ -150,7 +167,8 @@ def _csv_batches(reader: Any, path: Path) -> Iterator[Any]:
             return
         except pa.ArrowInvalid as exc:
             raise UserError(f"cannot read {path.name}: {_csv_message(exc, path)}") from None
-        yield batch
+        for start in range(0, batch.num_rows, chunk_rows):
+            yield batch.slice(start, chunk_rows)
 
 
 def _csv_message(exc: BaseException, path: Path) -> str:
