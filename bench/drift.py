@@ -6,7 +6,19 @@ is generated once and shared through parquet files; each tool runs in its own
 subprocess so that wall time and peak memory are its own (Evidently 0.7 needs
 pandas < 3, so it runs in bench/.venv-evidently, created here when missing).
 
+Two ratios against Evidently's report computed in-process on the same data:
+- retrainer's statistics in-process (profile + compare, what the report costs);
+- the whole `retrainer drift --data CURRENT --json` process as a user runs it: start-up
+  and imports, the champion and its profile from the registry, reading the data, the
+  champion's predictions (a 100k-row uniform sample) and the report. Its champion is a
+  HistGradientBoostingRegressor (max_iter 20) trained by `retrainer run` on the
+  reference rows plus a target (a 5% holdout, so its profile has 95% of them), once per
+  size before the measurement.
+Also measured: `retrainer --help` (start-up) and the drift command's import time
+(`python -X importtime`, the sum over every module it loads).
+
     .venv/bin/python bench/drift.py [--sizes 200000,1000000] [--skip-evidently]
+                                    [--skip-process]
 
 Prints a table and writes bench/results/drift.json.
 """
@@ -24,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 EVIDENTLY_VENV = HERE / ".venv-evidently"
 EVIDENTLY_PY = EVIDENTLY_VENV / "bin" / "python"
@@ -69,13 +82,116 @@ def write_data(tmp: Path, sizes: list[int]) -> dict[int, tuple[Path, Path]]:
     import pyarrow.parquet as pq
 
     ref, cur = make_data(max(sizes))
+    # The champion's target (for the whole-process run): a linear signal plus noise.
+    rng = np.random.default_rng(SEED + 1)
+    y = np.column_stack(list(ref.values())) @ rng.normal(size=N_COLUMNS) + rng.normal(
+        size=max(sizes))
     paths = {}
     for n in sizes:
         p_ref, p_cur = tmp / f"ref_{n}.parquet", tmp / f"cur_{n}.parquet"
         pq.write_table(pa.table({k: v[:n] for k, v in ref.items()}), p_ref)
         pq.write_table(pa.table({k: v[:n] for k, v in cur.items()}), p_cur)
+        pq.write_table(pa.table({**{k: v[:n] for k, v in ref.items()}, "y": y[:n]}),
+                       tmp / f"train_{n}.parquet")
         paths[n] = (p_ref, p_cur)
     return paths
+
+
+def cli_env() -> dict[str, str]:
+    """This checkout's retrainer, math libraries single-threaded as in the child."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+
+
+def make_project(tmp: Path, n: int) -> Path:
+    """A project whose champion was trained by `retrainer run` on the reference rows."""
+    project = tmp / f"project_{n}"
+    project.mkdir()
+    (project / "retrainer.yaml").write_text(
+        "model: drift-bench\n"
+        "tracking_uri: sqlite:///mlflow.db\n"
+        f"data: {{source: {tmp / f'train_{n}.parquet'}, target: y}}\n"
+        "split: {method: random, test_size: 0.05, seed: 1}\n"
+        "train:\n"
+        "  estimator: sklearn.ensemble.HistGradientBoostingRegressor\n"
+        "  params: {max_iter: 20, random_state: 0}\n"
+        "metrics: [mse]\n"
+        "gate: {mode: disabled, bootstrap: 100}\n")
+    done = subprocess.run([sys.executable, "-m", "retrainer", "run", "--json"], cwd=project,
+                          env=cli_env(), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"retrainer run failed:\n{done.stderr[-3000:]}")
+    return project
+
+
+def drift_process(project: Path, cur: str, repeat: int = 3) -> dict:
+    """`retrainer drift --data CUR --json` as a user runs it, the median of `repeat` runs;
+    and the same command on the first 1,000 rows: what does not grow with the data
+    (start-up, imports, the registry, loading the champion)."""
+    import pyarrow.parquet as pq
+
+    runs = sorted((_drift_once(project, cur) for _ in range(repeat)),
+                  key=lambda r: r["wall_seconds"])
+    small = project / "first_1000.parquet"
+    pq.write_table(pq.read_table(cur).slice(0, 1000), small)
+    median = runs[len(runs) // 2]
+    median["all_wall_seconds"] = [r["wall_seconds"] for r in runs]
+    median["fixed_seconds"] = min(_drift_once(project, str(small))["wall_seconds"]
+                                  for _ in range(repeat))
+    return median
+
+
+def _drift_once(project: Path, cur: str) -> dict:
+    cmd = [sys.executable, "-m", "retrainer", "drift", "--data", cur, "--json"]
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, cwd=project, env=cli_env(), stdout=out, stderr=err,
+                                text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"retrainer drift failed:\n{stderr[-3000:]}")
+    doc = json.loads(stdout)
+    pred = doc["prediction"] or {}
+    return {
+        "wall_seconds": wall,
+        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "flagged": sorted(c["column"] for c in doc["columns"] if c["drifted"]),
+        "verdict": doc["verdict"],
+        "prediction_sample_rows": pred.get("sample_rows"),
+    }
+
+
+def startup_seconds(args: list[str], cwd: Path, repeat: int = 3) -> float:
+    """Best wall time of `python -m retrainer ARGS` (start-up, no work), of `repeat` runs."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "retrainer", *args], cwd=cwd, env=cli_env(),
+                       capture_output=True, check=False)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def import_seconds(project: Path, cur: str) -> dict:
+    """The drift command's imports, from `python -X importtime` (sum of each module's own
+    time), and the largest top-level packages among them."""
+    import re
+    from collections import Counter
+
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "retrainer", "drift", "--data", cur,
+         "--json"], cwd=project, env=cli_env(), capture_output=True, text=True)
+    per_package: Counter[str] = Counter()
+    for line in done.stderr.splitlines():
+        found = re.match(r"import time:\s+(\d+) \|\s+\d+ \| \s*(\S+)", line)
+        if found:
+            per_package[found.group(2).split(".")[0]] += int(found.group(1))
+    return {"total_seconds": sum(per_package.values()) / 1e6,
+            "top": {k: v / 1e6 for k, v in per_package.most_common(8)}}
 
 
 def ensure_evidently() -> None:
@@ -168,6 +284,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="200000,1000000")
     ap.add_argument("--skip-evidently", action="store_true")
+    ap.add_argument("--skip-process", action="store_true",
+                    help="skip the whole `retrainer drift` process (and its training)")
     ap.add_argument("--child", nargs=2, metavar=("REF", "CUR"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -190,6 +308,15 @@ def main() -> None:
         for n in sizes:
             ref, cur = (str(p) for p in paths[n])
             run = {"rows": n}
+            if not args.skip_process:
+                t = time.perf_counter()
+                project = make_project(Path(tmp), n)
+                print(f"champion trained by `retrainer run` on {n:,} rows in "
+                      f"{time.perf_counter() - t:.0f} s")
+                run["process"] = drift_process(project, cur)
+                if n == max(sizes):
+                    results["imports"] = import_seconds(project, cur)
+                    results["help_seconds"] = startup_seconds(["--help"], project)
             run["retrainer"] = run_child_rusage([sys.executable, __file__, "--child", ref, cur])
             if not args.skip_evidently:
                 script = str(HERE / "_evidently_drift.py")
@@ -197,9 +324,18 @@ def main() -> None:
                 run["speedup"] = (
                     run["evidently"]["check_seconds"] / run["retrainer"]["check_seconds"]
                 )
+                if "process" in run:
+                    run["process_speedup"] = (
+                        run["evidently"]["check_seconds"] / run["process"]["wall_seconds"])
             results["runs"].append(run)
             _print_run(run)
     results["load_average_after"] = os.getloadavg()
+    if "imports" in results:
+        imp = results["imports"]
+        top = ", ".join(f"{k} {v:.2f}" for k, v in imp["top"].items())
+        print(f"\n`retrainer drift` imports (python -X importtime, own times summed): "
+              f"{imp['total_seconds']:.2f} s ({top})")
+        print(f"`retrainer --help`: {results['help_seconds']:.2f} s (best of 3)")
     print(
         f"load average before/after (2 cores; other work inflates both tools' times): "
         f"{results['load_average_before'][0]:.1f} / {results['load_average_after'][0]:.1f}"
@@ -228,10 +364,23 @@ def _print_run(run: dict) -> None:
     if "speedup" in run:
         ev, rt = run["evidently"], run["retrainer"]
         print(
-            f"speed-up, Evidently / retrainer: check {run['speedup']:.0f}x, whole process "
-            f"{ev['wall_seconds'] / rt['wall_seconds']:.0f}x; peak RSS "
+            f"speed-up, Evidently / retrainer: statistics in-process {run['speedup']:.0f}x, "
+            f"bench child processes {ev['wall_seconds'] / rt['wall_seconds']:.0f}x; peak RSS "
             f"{rt['peak_rss_mib'] / ev['peak_rss_mib']:.2f} of Evidently's"
         )
+    if "process" in run:
+        p = run["process"]
+        print(f"{'retrainer drift (whole process, median)':<40} {'':>9} "
+              f"{p['wall_seconds']:>10.2f} {p['peak_rss_mib']:>13.0f}")
+        print(f"  runs: {', '.join(f'{x:.2f}' for x in p['all_wall_seconds'])} s; the same "
+              f"command on 1,000 rows (start-up, registry, champion): {p['fixed_seconds']:.2f} s")
+        if "process_speedup" in run:
+            print(f"speed-up, Evidently's report in-process / the whole `retrainer drift` "
+                  f"process: {run['process_speedup']:.0f}x (target >= 25x)")
+        sample = p['prediction_sample_rows']
+        on = f"a {sample:,}-row uniform sample" if sample else f"all {n:,} rows"
+        print(f"  prediction drift on {on}; "
+              f"verdict: {p['verdict']}")
     for key in ("retrainer", "evidently"):
         r = run.get(key)
         if r:

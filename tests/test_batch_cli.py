@@ -42,6 +42,7 @@ def test_predict_json(scored_project: tuple[Path, object], cli: Callable[..., ob
     X, _ = diabetes()
     np.testing.assert_allclose(scored["prediction"], model.predict(X), rtol=1e-9)
     assert (scored["model_version"] == "1").all()
+    assert "━" not in res.stderr  # no progress bar when piped
 
 
 def test_predict_human_output(
@@ -69,6 +70,8 @@ def test_predict_user_mistakes_exit_2(
         ),
         (("--data", "to_score.csv", "--output", "o.txt"), "use a .csv or .parquet"),
         (("--data", "to_score.csv", "--output", "o.parquet", "--engine", "dask"), "engine must be"),
+        # Checked before Spark starts: no JVM for a mistake.
+        (("--data", "to_score.csv", "--output", ".", "--engine", "spark"), "already exists"),
     ]
     for args, message in cases:
         res = cli("predict", *args, "--json", cwd=project)

@@ -118,3 +118,29 @@ def test_findings_and_a_version_without_profile(trained: Path) -> None:
     assert rebuilt.profile["rows"] == logged["rows"] == 331
     assert rebuilt.profile["columns"]["bmi"]["counts"] == logged["columns"]["bmi"]["counts"]
     assert not rebuilt.report.dataset_drift
+
+
+def test_sampled_prediction_drift_fires_on_drift_only(trained: Path) -> None:
+    """Large data gets prediction drift on a uniform sample; a forced 100-row sample of
+    the 442 rows must still tell shifted data from the champion's own data."""
+    cfg = load(trained / "retrainer.yaml")
+    shifted = champion_drift(cfg, str(trained / "shifted.csv"), prediction_sample=100)
+    same = champion_drift(cfg, str(trained / "same.csv"), prediction_sample=100)
+    whole = champion_drift(cfg, str(trained / "same.csv"))  # 442 rows: all are scored
+    assert shifted.report.prediction is not None and same.report.prediction is not None
+    assert shifted.report.prediction.drifted and "prediction" in shifted.report.rules
+    assert not same.report.prediction.drifted and not same.report.dataset_drift
+
+    doc = same.report.to_dict()["prediction"]
+    assert (doc["sample_rows"], doc["sample_of_rows"]) == (100, 442)
+    assert "100-row uniform sample" in same.report.verdict
+    assert any("uniform sample of 100 of the 442 rows" in n for n in same.notes)
+    # The threshold is calibrated for the rows scored: 100 rows need a larger PSI.
+    assert same.report.prediction.threshold > whole.report.prediction.threshold
+    assert "sample_rows" not in whole.report.to_dict()["prediction"]
+    assert "sample" not in whole.report.verdict
+    # Seeded: the same data gives the same sample, so the same verdict.
+    again = champion_drift(cfg, str(trained / "same.csv"), prediction_sample=100)
+    assert again.report.prediction.value == same.report.prediction.value
+    with pytest.raises(UserError, match="at least 1 row"):
+        champion_drift(cfg, str(trained / "same.csv"), prediction_sample=0)

@@ -118,3 +118,18 @@ def test_importing_the_profile_loads_no_statistics_or_mlflow() -> None:
         "retrainer.drift",
         "retrainer.drift.profile",
     }
+
+
+def test_drift_command_modules_load_no_mlflow_sklearn_or_scipy_stats() -> None:
+    # `retrainer drift` is mostly start-up: the statistics use scipy.special only, and the
+    # registry and the model (MLflow, scikit-learn) load when the command reaches them.
+    code = (
+        "import json, sys; import retrainer.drift.champion, retrainer.cli.drift_watch; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('mlflow', 'sklearn', 'skops') or m.startswith(('scipy.stats', 'scipy.spatial')))))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), *sys.path])}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert json.loads(out.stdout) == []

@@ -36,12 +36,13 @@ def drift_cmd(
 ) -> None:
     """Current data against the champion's reference profile: per column, and predictions."""
     from retrainer.drift.champion import champion_drift, table_view
-    from retrainer.drift.html import render_html
 
     cfg = load_config(config, tracking_uri)
     with quiet_stdout():
         result = champion_drift(cfg, data)
     if html is not None:
+        from retrainer.drift.html import render_html
+
         try:
             html.write_text(render_html(result.report, result.profile, result.current),
                             encoding="utf-8")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -72,26 +74,40 @@ def serve(
 
 @app.command()
 def predict(
-    data: Annotated[Path, typer.Option(
-        "--data", help="CSV or Parquet file (or a folder of Parquet parts) to score.")],
+    data: Annotated[str, typer.Option(
+        "--data", help="CSV or Parquet file, or a folder of Parquet parts; with --engine spark "
+        "also a table (spark:<table> or a bare table name).")],
     output: Annotated[Path, typer.Option(
-        "--output", help="Where to write the rows plus prediction and model_version "
-        "(.csv or .parquet).")],
+        "--output", help="Where to write the rows plus prediction, model_version and "
+        "scored_at: a .csv or .parquet file (pandas), a new folder of Parquet parts (spark).")],
     config: ConfigOpt = None,
     tracking_uri: TrackingOpt = None,
     engine: Annotated[str, typer.Option(
-        "--engine", help="pandas (streams in chunks) or spark (local Spark, spark_udf).")
+        "--engine", help="pandas (streams in chunks, flat memory) or spark (spark_udf).")
     ] = "pandas",
+    chunk_rows: Annotated[int, typer.Option(
+        "--chunk-rows", min=1, help="Rows per chunk (pandas): memory grows with it.")
+    ] = 100_000,
     as_json: JsonOpt = False,
 ) -> None:
-    """Batch scoring with the champion: the input rows plus prediction and model_version."""
+    """Batch scoring with the champion: the input rows plus prediction, model_version and
+    scored_at."""
+    # Between chunks the main thread reads and writes; OpenMP threads left spinning after
+    # each predict would take the CPU from it (measured in bench/batch.py). Set before
+    # the math libraries load; an explicit setting wins.
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from retrainer.batch import predict_file
 
     cfg = load_config(config, tracking_uri)
-    with quiet_stdout():
+    console = terminal(stderr=True)
+    with quiet_stdout(), _progress(console, live=console.is_terminal and not as_json,
+                                   spark=engine == "spark") as progress:
         summary = predict_file(
             cfg.tracking_uri, cfg.model, data, output, engine=engine, alias=cfg.promote.alias,
-            registry_uri=cfg.registry_uri, spark=cfg.spark,
+            registry_uri=cfg.registry_uri, chunk_rows=chunk_rows, progress=progress,
+            spark=cfg.spark,
         )
     if as_json:
         emit_json(summary)
@@ -99,3 +115,38 @@ def predict(
     terminal().print(
         f"scored {summary['rows']} rows with {cfg.model} version {summary['version']} "
         f"({summary['engine']}, {summary['seconds']} s): {summary['output']}")
+
+
+@contextlib.contextmanager
+def _progress(console: Any, live: bool, spark: bool) -> Iterator[Any]:
+    """A progress bar on a terminal (rows, rows/s, time left); nothing when piped or --json.
+
+    The Spark engine's rows move inside Spark's tasks: a spinner says it is working.
+    """
+    if not live:
+        yield None
+        return
+    if spark:
+        with console.status("scoring with Spark"):
+            yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(TextColumn("scoring"), BarColumn(), TaskProgressColumn(),
+                   MofNCompleteColumn(), TextColumn("rows"), TimeElapsedColumn(),
+                   TimeRemainingColumn(), console=console, transient=True)
+    task = bar.add_task("scoring", total=None)
+
+    def advance(rows: int, total: int | None) -> None:
+        bar.update(task, completed=rows, total=total)
+
+    with bar:
+        yield advance

@@ -20,14 +20,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-from scipy.spatial.distance import jensenshannon
+from scipy import special
 
 from retrainer.drift.observe import Observed, observe_frame
 from retrainer.drift.profile import PREDICTION, SKETCH_PROBS, check_profile, sorted_quantiles
 from retrainer.drift.thresholds import (
     EXTRA_RULES,
     check_thresholds,
+    chi2_sf,
     chi2_threshold,
     missing_rate_threshold,
     psi_threshold,
@@ -108,8 +108,10 @@ class DriftReport:
         p = self.prediction
         if p is not None:
             off = "" if self.on_prediction or not p.drifted else "; drift.on_prediction is off"
+            sample = p.stats.get("sample_rows")
+            on = f", on a {sample:,}-row uniform sample" if sample else ""
             parts.append(f"predictions {'drifted' if p.drifted else 'stable'} "
-                         f"({_rule_text(p)}{off})")
+                         f"({_rule_text(p)}{on}{off})")
         n = len(self.drifted_columns)
         versus = f"{'>=' if 'share' in self.rules else '<'} {self.share:.0%}"
         if self.weighting is not None and self.weighting.method != "equal":
@@ -363,13 +365,13 @@ def _score(name: str, col: Mapping, obs: Observed, th: Mapping[str, float]) -> C
     psi = float(np.sum((q - p) * np.log(q / p)))
     df = max(int(np.count_nonzero(ref_counts + cur_counts)) - 1, 1)
     st["psi"] = psi
-    st["js_distance"] = float(jensenshannon(ref_share, cur_share, base=2))
+    st["js_distance"] = js_distance(ref_share, cur_share)
     st["df"] = df
 
     if numeric:
         value = psi
         # Significance alone (what a p-value test would use); reported, not decisive.
-        st["p_value"] = float(stats.chi2.sf(psi / n_eff_inv, df))
+        st["p_value"] = chi2_sf(psi / n_eff_inv, df)
         threshold = psi_threshold(th, df, n_eff_inv)
         _numeric_extras(col, obs, n, st)
     else:
@@ -432,7 +434,16 @@ def _numeric_extras(col: Mapping, obs: Observed, n: int, st: dict[str, Any]) -> 
             d = max(d, float(np.max(np.abs(f_cur - f_ref))))
     en = ns * n / (ns + n)
     st["ks"] = d
-    st["ks_pvalue"] = float(stats.kstwobign.sf(d * math.sqrt(en)))
+    st["ks_pvalue"] = float(special.kolmogorov(d * math.sqrt(en)))
+
+
+def js_distance(p: np.ndarray, q: np.ndarray) -> float:
+    """Jensen-Shannon distance in bits (scipy.spatial.distance.jensenshannon, base 2),
+    without importing scipy.spatial (what `retrainer drift` would load it for)."""
+    p, q = p / np.sum(p), q / np.sum(q)
+    m = (p + q) / 2
+    js = (np.sum(special.rel_entr(p, m)) + np.sum(special.rel_entr(q, m))) / 2
+    return float(math.sqrt(max(js / math.log(2), 0.0)))
 
 
 def chi2_homogeneity(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -445,7 +456,7 @@ def chi2_homogeneity(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     tot = a + b
     ea, eb = tot * na / (na + nb), tot * nb / (na + nb)
     chi2 = float(np.sum((a - ea) ** 2 / ea) + np.sum((b - eb) ** 2 / eb))
-    return chi2, float(stats.chi2.sf(chi2, len(a) - 1))
+    return chi2, chi2_sf(chi2, len(a) - 1)
 
 
 def _clean(v: Any) -> Any:
