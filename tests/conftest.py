@@ -91,12 +91,36 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     session.stop()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests on the shared Spark session run in one test process (`--dist loadgroup`), so
-    the suite starts one JVM instead of one per process."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep expensive shared fixtures from being built once per test process
+    (`--dist loadgroup`): tests on the Spark session run in one process (one JVM), tests on
+    the PostgreSQL-backed MLflow server in one, and so do the tests of a module with a
+    module-scoped fixture (a trained project, a server)."""
+    if not getattr(config.option, "loadgroup", False):
+        return
     for item in items:
-        if "spark" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("spark"))
+        names = getattr(item, "fixturenames", ())
+        if "spark" in names:
+            group = "spark"
+        elif "mlflow_server" in names:  # one PostgreSQL-backed server, not one per process
+            group = "mlflow-server"
+        elif _uses_module_fixture(item):
+            group = item.module.__name__
+        else:
+            continue
+        # xdist's own hook, which turns xdist_group marks into this suffix, has run before
+        # a conftest's: name the group the way it does.
+        if "@" not in item.nodeid.rpartition("]")[2]:
+            item._nodeid = f"{item.nodeid}@{group}"
+
+
+def _uses_module_fixture(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(defs and defs[-1].scope == "module" and defs[-1].baseid.endswith(".py")
+               for name, defs in info.name2fixturedefs.items()
+               if name in getattr(item, "fixturenames", ()))
 
 
 @dataclass

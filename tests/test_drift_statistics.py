@@ -47,7 +47,9 @@ def _shift_detection_rate(n: int, shift: float, reps: int, seed: int) -> float:
     return hits / reps
 
 
-@pytest.mark.parametrize(("n", "reps"), [(200, 300), (1_000, 200), (10_000, 60)])
+# Seeded, so each case passes or fails the same way every run; 100 reps x 10 columns is
+# 1,000 column checks, enough to tell a 5 % rate from the ~0.1 % the thresholds give.
+@pytest.mark.parametrize(("n", "reps"), [(200, 100), (1_000, 60), (10_000, 20)])
 def test_false_alarm_rate_at_most_5_percent(n: int, reps: int) -> None:
     column_rate, any_rate = _alarm_rates(n, reps, seed=n)
     # The documented bound is 5 % per column; alpha = 0.001 keeps even "any of ten
