@@ -10,9 +10,11 @@ JOBS ?= 2
 
 .PHONY: install demo test lint bench clean
 
+# uv installs the same packages as pip, in a third of the time.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e ".[dev,spark,explain]"
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev,spark,explain]"
 	touch $(STAMP)
 
 install: $(STAMP)
