@@ -43,8 +43,10 @@ def _forkserver() -> multiprocessing.context.ForkServerContext:
     return _context
 
 
-def _child(args: list[str], cwd: str, env: dict[str, str], out: str, err: str) -> None:
-    """In the fork: become `python -m retrainer ARGS` in `cwd` with `env`, then exit."""
+def _child(args: list[str], cwd: str, env: dict[str, str], out: str, err: str,
+           script: str | None = None) -> None:
+    """In the fork: become `python -m retrainer ARGS` (or `python SCRIPT ARGS`) in `cwd`
+    with `env`, then exit."""
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
@@ -56,12 +58,16 @@ def _child(args: list[str], cwd: str, env: dict[str, str], out: str, err: str) -
     stdin = os.open(os.devnull, os.O_RDONLY)
     os.dup2(stdin, 0)
     os.close(stdin)
-    sys.argv = ["retrainer", *args]
+    sys.argv = [script or "retrainer", *args]
     code: object = 0
     try:
         import runpy
 
-        runpy.run_module("retrainer", run_name="__main__", alter_sys=True)
+        if script is None:
+            runpy.run_module("retrainer", run_name="__main__", alter_sys=True)
+        else:
+            sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+            runpy.run_path(script, run_name="__main__")
     except SystemExit as exc:
         code = exc.code
     except BaseException:  # noqa: BLE001 - an uncaught error, printed as Python would
@@ -96,7 +102,8 @@ class ForkedCli:
     """A running `retrainer ARGS` fork, with the parts of `subprocess.Popen` the tests use."""
 
     def __init__(self, args: list[str], cwd: Path | str, env: dict[str, str],
-                 out: Path | None = None, err: Path | None = None) -> None:
+                 out: Path | None = None, err: Path | None = None,
+                 script: str | None = None) -> None:
         self.args = args
         self._folder = tempfile.TemporaryDirectory(prefix="cli-")
         self._out = str(out or os.path.join(self._folder.name, "stdout"))
@@ -104,7 +111,7 @@ class ForkedCli:
         for path in (self._out, self._err):
             Path(path).touch()  # there even when the fork dies before it opens them
         self._proc = _forkserver().Process(
-            target=_child, args=(list(args), str(cwd), env, self._out, self._err))
+            target=_child, args=(list(args), str(cwd), env, self._out, self._err, script))
         self._proc.start()
         self.pid: int = self._proc.pid  # type: ignore[assignment]
 
@@ -166,5 +173,13 @@ def run(args: list[str], cwd: Path | str, env: dict[str, str], timeout: float,
                               capture_output=True, text=True, timeout=timeout, env=env)
         return proc.returncode, proc.stdout, proc.stderr
     forked = start(args, cwd, env)
+    out, err = forked.communicate(timeout)
+    return forked.wait(), out, err
+
+
+def run_script(script: Path | str, args: list[str], cwd: Path | str, timeout: float = 300
+               ) -> tuple[int, str, str]:
+    """`python SCRIPT ARGS` (a user's own script) in a fork of the preloaded server."""
+    forked = ForkedCli(list(args), cwd, dict(os.environ), script=str(script))
     out, err = forked.communicate(timeout)
     return forked.wait(), out, err

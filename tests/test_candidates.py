@@ -5,15 +5,14 @@ in a separate process, as a data scientist would."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pandas as pd
 
+import cli_runner
 from conftest import edit_config, registry_snapshot, run_cli
-from registry_helpers import run_cycle_here, week_ago_champion
+from registry_helpers import run_cycle_here
 from retrainer.config import load
 from retrainer.cycle import judge_version
 
@@ -56,17 +55,18 @@ USER_SCRIPT = textwrap.dedent('''
 def register_by_hand(project: Path, csv: Path, kind: str = "ridge", **opts: object) -> dict:
     script = project / "by_hand.py"
     script.write_text(USER_SCRIPT)
-    out = subprocess.run([sys.executable, str(script), f"sqlite:///{project / 'mlflow.db'}",
-                          str(csv), kind, json.dumps(opts)], cwd=project, capture_output=True,
-                         text=True, timeout=300, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    # `python by_hand.py …`, run in a fork with the libraries already imported (cli_runner).
+    code, out, err = cli_runner.run_script(script, [f"sqlite:///{project / 'mlflow.db'}",
+                                                    str(csv), kind, json.dumps(opts)], project)
+    assert code == 0, err
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def test_a_version_fitted_on_every_current_row_is_said_to_have_unknown_rows(
-        project: Path) -> None:
+        proj: Path) -> None:
     """The issue's scenario: Ridge on all rows of current.csv, registered with plain MLflow,
     then `retrainer promote 3 --data current.csv`."""
-    week_ago_champion(project)
+    project = proj  # the article's version 1 as champion: a copy of the session's
     assert run_cycle_here(project)["decision"] == "promoted"  # v2, the article's retrain
     current = project / "current.csv"
     pd.read_csv(project / "data" / "diabetes.csv").to_csv(current, index=False)
@@ -92,8 +92,8 @@ def test_a_version_fitted_on_every_current_row_is_said_to_have_unknown_rows(
 
 
 def test_refuse_keeps_the_champion_and_a_logged_test_score_is_a_leakage_sign(
-        project: Path) -> None:
-    week_ago_champion(project)
+        proj: Path) -> None:
+    project = proj  # the article's version 1 as champion: a copy of the session's
     current = project / "current.csv"
     pd.read_csv(project / "data" / "diabetes.csv").to_csv(current, index=False)
     # A flexible model, its test score logged from a split, then refitted on every row.
@@ -115,8 +115,8 @@ def test_refuse_keeps_the_champion_and_a_logged_test_score_is_a_leakage_sign(
 
 
 def test_a_logged_dataset_input_is_used_to_exclude_the_rows_it_may_have_trained_on(
-        project: Path) -> None:
-    week_ago_champion(project)
+        proj: Path) -> None:
+    project = proj  # the article's version 1 as champion: a copy of the session's
     current = project / "current.csv"
     pd.read_csv(project / "data" / "diabetes.csv").to_csv(current, index=False)
     assert register_by_hand(project, current, log_input=True)["version"] == "2"

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import edit_config, registry_snapshot, run_cli
-from registry_helpers import week_ago_champion
 from retrainer.config import load
 from retrainer.cycle import judge_version, run_cycle
 
@@ -14,9 +13,9 @@ NOISE = "the difference is within noise: 95% interval -76..+43 crosses 0"
 
 
 def test_article_near_tie_non_inferiority_promotes_what_superiority_with_confidence_keeps(
-        project: Path) -> None:
+        proj: Path) -> None:
     """The article's retrain: mse -15 on 67 clean rows, 95% interval about -76..+43."""
-    week_ago_champion(project)
+    project = proj  # the article's version 1 as champion: a copy of the session's
     edit_config(project, gate={"confidence": 0.95})
     kept = run_cycle(load(project / "retrainer.yaml"))
     assert kept["decision"] == "kept_champion"
@@ -70,8 +69,8 @@ def test_a_clearly_worse_challenger_is_confidently_worse_under_both_policies(
     assert registry_snapshot(project)["aliases"]["champion"] == "1"
 
 
-def test_a_promotion_on_noise_says_so_on_the_decision_line(project: Path) -> None:
-    week_ago_champion(project)
+def test_a_promotion_on_noise_says_so_on_the_decision_line(proj: Path) -> None:
+    project = proj  # the article's version 1 as champion: a copy of the session's
     human = run_cli("run", cwd=project, env={"COLUMNS": "250"}, timeout=300)
     assert human.code == 0, human.stderr
     assert f"promoted ({NOISE}): version 2" in human.stdout
