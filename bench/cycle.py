@@ -77,7 +77,7 @@ def synthetic_rows(n: int, path: Path, columns: int = 20, seed: int = 0) -> None
     frame.to_parquet(path, index=False)
 
 
-def one_repeat(base: Path, n_rows: int | None) -> tuple[dict, dict]:
+def one_repeat(base: Path, n_rows: int | None, shap: str = "auto") -> tuple[dict, dict]:
     from retrainer.project import write_example
 
     (base / "article").mkdir()
@@ -87,7 +87,7 @@ def one_repeat(base: Path, n_rows: int | None) -> tuple[dict, dict]:
         (proj / "data").mkdir(parents=True)
         data = proj / "data" / "rows.parquet"
         synthetic_rows(n_rows, data)
-        (proj / "retrainer.yaml").write_text(SYNTHETIC_CONFIG)
+        (proj / "retrainer.yaml").write_text(SYNTHETIC_CONFIG + f"explain: {{shap: {shap}}}\n")
     else:
         write_example(proj, "diabetes")
     uri = fresh_store(base / "article")
@@ -115,6 +115,8 @@ def own_work(run: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--shap", choices=("auto", "off"), default="auto",
+                        help="retrainer's explain.shap (the article computes no explanations)")
     parser.add_argument("--rows", type=int, default=None,
                         help="synthetic rows x 20 columns (HistGradientBoosting) instead of "
                              "the diabetes example")
@@ -123,12 +125,14 @@ def main() -> None:
         parser.error("--rows must be at least 100")
     size = (f"{args.rows:,} rows x 20 columns, HistGradientBoostingRegressor(max_iter=20)"
             if args.rows else "the diabetes example (442 rows x 10 columns, Ridge)")
+    if args.rows:
+        size += f", explain.shap: {args.shap}"
     print(f"bench/cycle.py: {size}, median of {args.repeats}", file=sys.stderr)
 
     rows: dict[str, list[dict]] = {"article": [], "retrainer": []}
     for i in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
-            article, ours = one_repeat(Path(tmp), args.rows)
+            article, ours = one_repeat(Path(tmp), args.rows, args.shap)
             rows["article"].append(article)
             rows["retrainer"].append(ours)
         print(f"repeat {i + 1}/{args.repeats} done", file=sys.stderr)

@@ -154,6 +154,13 @@ def test_a_model_shap_cannot_explain_is_recorded_with_the_reason(
     assert max(record["importance"]["challenger"], key=record["importance"]["challenger"].get) \
         == "x1"
 
+    # explain.shap: off (a team at scale) skips it whatever the model, and says so.
+    edit_config(project, replace=("train",), train={"estimator": "sklearn.linear_model.Ridge"},
+                explain={"shap": "off"})
+    off = run_cycle(load(project / "retrainer.yaml"))
+    assert off["importance"]["shap"] == {"skipped": "explain.shap is off"}
+    assert off["importance"]["challenger"]  # permutation importance as ever
+
     # A forest too large for the TreeSHAP budget, and shap missing: said, never raised.
     from sklearn.ensemble import RandomForestRegressor
 

@@ -277,9 +277,12 @@ def _explain(cfg: Config, scores: Scores, keep: np.ndarray, y: np.ndarray, label
                                            columns=features)
         if why:
             notes.append(f"{name}: permutation importance not measured: {why}")
-    if shap_values.load_shap() is not None:
-        progress.step(f"mean |SHAP| ({min(rows, shap_values.MAX_ROWS):,} clean rows)")
-    shap = shap_values.shap_section(clean_inputs, features, seed=cfg.split.seed)
+    if cfg.explain.shap == "off":
+        shap: dict[str, Any] = {"skipped": shap_values.TURNED_OFF}
+    else:
+        if shap_values.load_shap() is not None:
+            progress.step(f"mean |SHAP| ({min(rows, shap_values.MAX_ROWS):,} clean rows)")
+        shap = shap_values.shap_section(clean_inputs, features, seed=cfg.split.seed)
     scores.importance = explain.importance_section(
         found.get("challenger"), found.get("champion"), metric=cfg.primary_metric, rows=rows,
         seed=cfg.split.seed, notes=notes, shap=shap)

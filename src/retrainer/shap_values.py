@@ -38,6 +38,7 @@ MIN_ROWS = 100
 METHOD = "mean_abs_shap"
 TREE, LINEAR = "tree", "linear"
 NOT_INSTALLED = "shap is not installed (pip install 'retrainer[explain]')"
+TURNED_OFF = "explain.shap is off"
 
 
 class NotExplained(Exception):

@@ -16,6 +16,7 @@ from retrainer.config.schema import (
     DataConfig,
     DriftConfig,
     DriftTrigger,
+    ExplainConfig,
     FeedbackGuardrail,
     GateConfig,
     GuardrailsConfig,
@@ -45,7 +46,8 @@ from retrainer.config.uris import (
 __all__ = [
     "CLASSIFICATION_METRICS", "DEFAULT_CONFIG", "DEFAULT_TRACKING_URI", "KNOWN_METRICS",
     "MAX_NAME_LENGTH", "REGRESSION_METRICS", "Config", "DataConfig", "DriftConfig",
-    "DriftTrigger", "FeedbackGuardrail", "GateConfig", "GuardrailsConfig", "ImportanceShift",
+    "DriftTrigger", "ExplainConfig", "FeedbackGuardrail", "GateConfig", "GuardrailsConfig",
+    "ImportanceShift",
     "MetricThreshold", "NewVersionTrigger", "NotifyConfig", "PerformanceTrigger",
     "PromoteConfig", "RolloutConfig", "ScheduleTrigger", "ServeConfig", "SliceSpec",
     "SparkConfig", "SplitConfig", "TrainConfig", "TriggersConfig", "absolutize_uri",

@@ -201,6 +201,12 @@ class PromoteConfig(_Strict):
     approval: Literal["none", "required"] = "none"
 
 
+class ExplainConfig(_Strict):
+    # auto: mean |SHAP| in every judgement when the `explain` extra (shap) is installed;
+    # off: permutation importance only (shap's import and TreeSHAP cost seconds a cycle).
+    shap: Literal["auto", "off"] = "auto"
+
+
 class DriftConfig(_Strict):
     # The dataset drifts when the drifted columns carry this share of the champion's
     # importance, or a key column drifts, or (on_prediction) its predictions drift.
@@ -377,6 +383,7 @@ class Config(_Strict):
     notify: list[NotifyConfig] = []
     rollout: RolloutConfig = RolloutConfig()
     spark: SparkConfig = SparkConfig()
+    explain: ExplainConfig = ExplainConfig()
 
     # Not a config key: the folder relative paths resolve against.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
