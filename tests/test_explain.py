@@ -156,7 +156,7 @@ def test_a_model_shap_cannot_explain_is_recorded_with_the_reason(
 
     # explain.shap: off (a team at scale) skips it whatever the model, and says so.
     edit_config(project, replace=("train",), train={"estimator": "sklearn.linear_model.Ridge"},
-                explain={"shap": "off"})
+                explain={"shap": False})  # what YAML makes of a bare `off`
     off = run_cycle(load(project / "retrainer.yaml"))
     assert off["importance"]["shap"] == {"skipped": "explain.shap is off"}
     assert off["importance"]["challenger"]  # permutation importance as ever

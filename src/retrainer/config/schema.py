@@ -206,6 +206,14 @@ class ExplainConfig(_Strict):
     # off: permutation importance only (shap's import and TreeSHAP cost seconds a cycle).
     shap: Literal["auto", "off"] = "auto"
 
+    @field_validator("shap", mode="before")
+    @classmethod
+    def _yaml_off_is_false(cls, value: Any) -> Any:
+        # YAML reads a bare `off` (and `no`, `false`) as False, `on` as True.
+        if isinstance(value, bool):
+            return "auto" if value else "off"
+        return value
+
 
 class DriftConfig(_Strict):
     # The dataset drifts when the drifted columns carry this share of the champion's
