@@ -17,3 +17,11 @@ class GateRejected(Exception):
     """Raised only for `run --fail-on-reject`: exit code 3."""
 
     exit_code = 3
+
+
+def require_reason(reason: str | None, message: str) -> str:
+    """The reason, stripped; a `UserError(message)` when it is missing or blank (every
+    command that moves a model by hand records why)."""
+    if not (reason or "").strip():
+        raise UserError(message)
+    return (reason or "").strip()

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from retrainer import notify, registry, stamp
-from retrainer.errors import UserError
+from retrainer.errors import UserError, require_reason
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -163,9 +163,8 @@ def rejudge(cfg: Config, client: MlflowClient, version: str, champion: str | Non
 
 
 def _need_reason(reason: str | None, verb: str) -> str:
-    if not (reason or "").strip():
-        raise UserError(f"{verb} needs --reason: say why (it is recorded in the history)")
-    return (reason or "").strip()
+    return require_reason(reason, f"{verb} needs --reason: say why (it is recorded in the "
+                                  "history)")
 
 
 def _open(cfg: Config, version: str, client: MlflowClient | None) -> tuple[str, MlflowClient]:

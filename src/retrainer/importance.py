@@ -16,6 +16,19 @@ from typing import Any
 
 from retrainer import metrics as mx
 
+
+def seeded_rows(X: Any, max_rows: int, seed: int) -> tuple[Any, Any]:
+    """At most `max_rows` rows of `X` (a frame or an array), a seeded sample in their
+    order, and the positions kept: cheap on big holdouts, the same every run."""
+    import numpy as np
+    import pandas as pd
+
+    n = len(X)
+    if n <= max_rows:
+        return X, np.arange(n)
+    keep = np.sort(np.random.default_rng(seed).choice(n, size=max_rows, replace=False))
+    return (X.iloc[keep] if isinstance(X, pd.DataFrame) else np.asarray(X)[keep]), keep
+
 #: Rows the importance is measured on at most (a seeded sample beyond that).
 MAX_ROWS = 2_000
 #: Shuffles per column; the mean is stored.
@@ -53,9 +66,7 @@ def permutation_importance(
     if n < 2:
         raise ValueError(f"permutation importance needs at least 2 rows, got {n}")
     if n > max_rows:
-        # A seeded sample keeps it cheap on big holdouts and repeatable.
-        keep = np.sort(np.random.default_rng(seed).choice(n, size=max_rows, replace=False))
-        X = X.iloc[keep] if isinstance(X, pd.DataFrame) else np.asarray(X)[keep]
+        X, keep = seeded_rows(X, max_rows, seed)
         y_arr = y_arr[keep]
         n = max_rows
     label_arr = np.asarray(labels) if labels is not None else None

@@ -24,6 +24,8 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from retrainer.importance import seeded_rows
+
 #: Rows explained at most (a seeded sample of the clean holdout beyond that).
 MAX_ROWS = 1_000
 #: Rows of that sample the linear explainer takes as its background (the mean input).
@@ -112,9 +114,7 @@ def mean_abs_shap(shap: Any, model: Any, X: Any, columns: Sequence[str], *,
     n = len(X)
     if n < 2:
         raise NotExplained(f"{n} clean rows")
-    if n > max_rows:
-        keep = np.sort(np.random.default_rng(seed).choice(n, size=max_rows, replace=False))
-        X = X.iloc[keep] if isinstance(X, pd.DataFrame) else np.asarray(X)[keep]
+    X, _ = seeded_rows(X, max_rows, seed)  # the same sample permutation importance draws
     estimator, steps = unwrap(model)
     # One thread, as for permutation importance: small calls on a shared machine.
     with threadpool_limits(limits=1), warnings.catch_warnings():

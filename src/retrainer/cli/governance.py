@@ -19,7 +19,7 @@ from retrainer.cli.app import (
     terminal,
     with_status,
 )
-from retrainer.errors import UserError
+from retrainer.errors import UserError, require_reason
 
 VersionArg = Annotated[str, typer.Argument(help="The version awaiting approval (3, v3 or "
                                                 "models:/NAME/3).")]
@@ -41,8 +41,7 @@ def approve(
     as_json: JsonOpt = False,
 ) -> None:
     """Promote a version awaiting approval, through the locked promotion with its re-check."""
-    if not (reason or "").strip():
-        raise UserError("approve needs --reason: say why (it is recorded in the history)")
+    require_reason(reason, "approve needs --reason: say why (it is recorded in the history)")
     set_actor(actor)
     from retrainer.governance import approve as approve_version
 
@@ -74,8 +73,7 @@ def reject(
     as_json: JsonOpt = False,
 ) -> None:
     """Decline a version awaiting approval; the champion stays."""
-    if not (reason or "").strip():
-        raise UserError("reject needs --reason: say why (it is recorded in the history)")
+    require_reason(reason, "reject needs --reason: say why (it is recorded in the history)")
     set_actor(actor)
     from retrainer.governance import reject as reject_version
 

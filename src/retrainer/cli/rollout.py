@@ -18,7 +18,7 @@ from retrainer.cli.app import (
     set_actor,
     terminal,
 )
-from retrainer.errors import UserError
+from retrainer.errors import require_reason
 
 rollout_app = typer.Typer(
     name="rollout", no_args_is_help=True, rich_markup_mode="markdown",
@@ -89,8 +89,7 @@ def _show(console: Any, doc: dict[str, Any]) -> None:
 
 def _finish(action: str, config: Any, tracking_uri: str | None, reason: str | None,
             actor: str | None, now: str | None, as_json: bool) -> None:
-    if not (reason or "").strip():
-        raise UserError(f"rollout {action} needs --reason: say why")
+    require_reason(reason, f"rollout {action} needs --reason: say why")
     set_actor(actor)
     from retrainer import cycle, registry
     from retrainer.rollout.lifecycle import finish_by_hand

@@ -19,7 +19,7 @@ from retrainer.cli.app import (
     set_actor,
     terminal,
 )
-from retrainer.errors import UserError
+from retrainer.errors import require_reason
 
 
 @app.command()
@@ -159,8 +159,7 @@ def rollback(
     as_json: JsonOpt = False,
 ) -> None:
     """Champion back to 'previous' (or --to VERSION); the displaced one becomes 'previous'."""
-    if not (reason or "").strip():
-        raise UserError("rollback needs --reason: say why the champion is rolled back")
+    require_reason(reason, "rollback needs --reason: say why the champion is rolled back")
     set_actor(actor)
     from retrainer.governance import rollback as roll_back
 

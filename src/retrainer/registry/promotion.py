@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from retrainer import locks
-from retrainer.errors import UserError
+from retrainer.errors import UserError, require_reason
 from retrainer.registry.names import (
     JOURNAL_TAG,
     LEGACY_ARCHIVED,
@@ -257,8 +257,7 @@ def rollback(client: MlflowClient, cfg: Config, reason: str, to: str | None = No
     Rolling back twice returns to where it started. Every check happens before the first
     write, so a refused rollback leaves the registry as it was.
     """
-    if not (reason or "").strip():
-        raise UserError("rollback needs --reason: say why the champion is rolled back")
+    require_reason(reason, "rollback needs --reason: say why the champion is rolled back")
     if to is not None:
         to = parse_version_ref(to, cfg.model)
     if not model_exists(client, cfg.model):

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from retrainer import registry
-from retrainer.errors import UserError
+from retrainer.errors import UserError, require_reason
 from retrainer.rollout import guardrails as gr
 from retrainer.rollout.logs import parse_time, read_predictions, read_requests
 
@@ -210,8 +210,7 @@ def finish_by_hand(client: MlflowClient, cfg: Config, action: str, reason: str,
     are recorded beside the reason. Complete still re-checks a champion that changed."""
     from retrainer.stamp import actor
 
-    if not (reason or "").strip():
-        raise UserError(f"rollout {action} needs --reason: say why")
+    require_reason(reason, f"rollout {action} needs --reason: say why")
     registry.repair(client, cfg)
     canary = registry.read_canary(client, cfg.model)
     if canary is None:
