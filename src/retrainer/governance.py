@@ -66,20 +66,8 @@ def approve(cfg: Config, version: str, reason: str | None, data: str | None = No
         registry.tag_version(client, cfg.model, version, {"decision": outcome})
         now = registry.current_champion(client, cfg.model, cfg.promote.alias)
         before = after = str(now[0].version) if now else None
-    at = stamp.now_iso()
-    doc = {"model": cfg.model, "event": "approved", "decision": outcome,
-           "version": version, "reason": reason, "actor": stamp.actor(), "at": at,
-           "champion_before": before, "champion_after": after,
-           "requested_at": pending.requested_at, "waited_seconds": stamp.age_seconds(
-               pending.requested_at, at), "judged_against": pending.judged_against,
-           "approval_decision_id": pending.decision_id, "summary": pending.summary,
-           "outcome": why, "recheck": rejudged.get("record"), "run_id": pending.run_id,
-           "decision_id": decision_id}
-    registry.record_event(client, cfg, "approved", doc, version=version,
-                          champion_before=before, champion_after=after,
-                          decision_id=decision_id, trigger="approval")
-    notify.send(cfg, "approved", doc, client=client)
-    return doc
+    return _record_approved(cfg, client, version, pending, reason, outcome, before, after,
+                            decision_id, outcome=why, recheck=rejudged.get("record"))
 
 
 def reject(cfg: Config, version: str, reason: str | None,
@@ -122,18 +110,27 @@ def start_canary_instead(cfg: Config, client: MlflowClient, version: str,
     registry.tag_version(client, cfg.model, version, {"decision": started.decision})
     champion = registry.current_champion(client, cfg.model, cfg.promote.alias)
     current = str(champion[0].version) if champion else None
+    return _record_approved(cfg, client, version, pending, reason, started.decision, current,
+                            current, decision_id, outcome=started.reason,
+                            rollout=started.canary)
+
+
+def _record_approved(cfg: Config, client: MlflowClient, version: str,
+                     pending: registry.Pending, reason: str, decision: str,
+                     before: str | None, after: str | None, decision_id: str,
+                     **details: Any) -> dict[str, Any]:
+    """The `approved` event in the history (whatever the approval led to), then notified."""
     at = stamp.now_iso()
-    doc = {"model": cfg.model, "event": "approved", "decision": started.decision,
+    doc = {"model": cfg.model, "event": "approved", "decision": decision,
            "version": version, "reason": reason, "actor": stamp.actor(), "at": at,
-           "champion_before": current, "champion_after": current,
+           "champion_before": before, "champion_after": after,
            "requested_at": pending.requested_at,
            "waited_seconds": stamp.age_seconds(pending.requested_at, at),
            "judged_against": pending.judged_against,
            "approval_decision_id": pending.decision_id, "summary": pending.summary,
-           "outcome": started.reason, "rollout": started.canary, "run_id": pending.run_id,
-           "decision_id": decision_id}
+           **details, "run_id": pending.run_id, "decision_id": decision_id}
     registry.record_event(client, cfg, "approved", doc, version=version,
-                          champion_before=current, champion_after=current,
+                          champion_before=before, champion_after=after,
                           decision_id=decision_id, trigger="approval")
     notify.send(cfg, "approved", doc, client=client)
     return doc
