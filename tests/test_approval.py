@@ -248,3 +248,21 @@ def test_watch_does_not_judge_a_pending_version_again(proj: Path) -> None:
     watcher._run(action, state, later, result)
     assert result.cycles == [] and result.failures == []
     assert registry_snapshot(proj) == snap and len(history_here(proj)) == n_history
+
+
+def test_approving_in_canary_mode_starts_the_canary_and_records_the_approval(
+        proj: Path, cli) -> None:
+    edit_config(proj, rollout={"mode": "canary"}, serve={"inference_log": "inference"})
+    assert run_cycle_here(proj)["decision"] == "awaiting_approval"
+    approved = cli("approve", "2", "--reason", "looks right", "--json", cwd=proj)
+    assert approved.code == 0, approved.stderr
+    doc = approved.json()
+    # The champion does not move: the version answers its share as the canary.
+    assert (doc["event"], doc["decision"], doc["version"]) == ("approved", "canary_started", "2")
+    assert doc["champion_before"] == doc["champion_after"] == "1"
+    assert doc["rollout"] and doc["reason"] == "looks right"
+    assert _aliases(proj)["canary"] == "2" and _aliases(proj)["champion"] == "1"
+    assert _version_tags(proj, "2")["retrainer.approval"] == "approved"
+    newest = history_here(proj)[0]
+    assert (newest["what"], newest["decision"], newest["version"]) == \
+        ("approved", "canary_started", "2")
