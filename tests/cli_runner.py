@@ -29,7 +29,7 @@ PRELOAD = ["retrainer.cli.main", "mlflow", "mlflow.tracking",
            "retrainer.triggers.daemon",
            # Every judgement imports shap (~3 s) when the explain extra is installed; a
            # module that is not installed is skipped by the fork server.
-           "shap", "skops.io"]
+           "shap", "skops.io", "forkserver_warmup"]
 
 _context: multiprocessing.context.ForkServerContext | None = None
 

@@ -80,11 +80,16 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from retrainer.spark import get_spark
 
     warehouse = tmp_path_factory.mktemp("spark-warehouse")
-    session = get_spark(SparkConfig(master="local[2]", app_name="retrainer-tests", conf={
+    # The tests' data is tiny: one core (one Python worker to start), no whole-stage code
+    # generation, and a JVM that compiles with C1 only and a serial GC spend half the CPU
+    # (63 -> 32 CPU-s for the Spark tests) on a machine where the suite is CPU-bound.
+    session = get_spark(SparkConfig(master="local[1]", app_name="retrainer-tests", conf={
         "spark.sql.shuffle.partitions": 2,
         "spark.default.parallelism": 2,
         "spark.sql.warehouse.dir": str(warehouse),
-        "spark.driver.extraJavaOptions": f"-Djava.io.tmpdir={warehouse}",
+        "spark.sql.codegen.wholeStage": "false",
+        "spark.driver.extraJavaOptions":
+            f"-Djava.io.tmpdir={warehouse} -XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
     }))
     session.sparkContext.setLogLevel("ERROR")
     yield session

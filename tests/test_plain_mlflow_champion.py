@@ -99,7 +99,8 @@ def test_a_version_without_a_run_gets_a_profile_run_of_its_own(proj: Path) -> No
     folder = proj / "exported-model"
     mlflow.sklearn.save_model(LinearRegression().fit(frame[FEATURES], frame["target"]),
                               str(folder), serialization_format="cloudpickle",
-                              input_example=frame[FEATURES].head(3))
+                              input_example=frame[FEATURES].head(3),
+                              pip_requirements=["scikit-learn"])
     uri = f"sqlite:///{proj / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     mv = client.create_model_version(MODEL, str(folder))
