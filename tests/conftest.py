@@ -164,6 +164,9 @@ def _session_tmpdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     folder = str(tmp_path_factory.mktemp("tmpdir"))
     before_env, before = os.environ.get("TMPDIR"), tempfile.tempdir
     os.environ["TMPDIR"], tempfile.tempdir = folder, folder
+    # `retrainer drift` keeps the champion it checked against (drift/champion_cache.py)
+    # in the user's cache folder: here, in this run's temp tree.
+    os.environ["RETRAINER_CACHE_DIR"] = str(tmp_path_factory.mktemp("retrainer-cache"))
     yield
     tempfile.tempdir = before
     if before_env is None:

@@ -87,7 +87,11 @@ def test_drift_bad_input_exits_2_and_empty_data_is_a_user_error(trained: Path, c
         champion_drift(cfg, str(trained / "empty.csv"))
 
 
-def test_findings_and_a_version_without_profile(trained: Path) -> None:
+def test_findings_and_a_version_without_profile(trained: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # The profile is deleted below: the rebuild is the path through MLflow, not the cache
+    # an earlier check may have filled.
+    monkeypatch.setenv("RETRAINER_CACHE_DIR", "off")
     # Strings in a numeric column, a missing column, an all-empty column: findings.
     cur = pd.read_csv(trained / "same.csv").drop(columns=["s3"])
     cur["s4"] = np.nan
@@ -144,3 +148,75 @@ def test_sampled_prediction_drift_fires_on_drift_only(trained: Path) -> None:
     assert again.report.prediction.value == same.report.prediction.value
     with pytest.raises(UserError, match="at least 1 row"):
         champion_drift(cfg, str(trained / "same.csv"), prediction_sample=0)
+
+
+def test_a_second_check_reads_the_champion_from_the_cache_without_mlflow(
+        trained: Path, cli, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = cli("drift", "--data", "shifted.csv", "--json", cwd=trained,
+                env={"RETRAINER_CACHE_DIR": str(cache)})
+    assert first.code == 0, first.stderr
+    entries = list((cache / "champions").iterdir())
+    assert len(entries) == 1
+    assert sorted(p.name for p in entries[0].iterdir()) == ["entry.json", "model.pkl"]
+
+    # A new interpreter, as cron starts one; Python names every module it imports.
+    second = cli("drift", "--data", "shifted.csv", "--json", cwd=trained, fresh=True,
+                 env={"RETRAINER_CACHE_DIR": str(cache), "PYTHONPROFILEIMPORTTIME": "1"})
+    assert second.code == 0, second.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in second.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "sklearn.linear_model" in imported  # the champion was unpickled and scored
+    assert not {m for m in imported if m.split(".")[0] in ("mlflow", "skops", "sqlalchemy")}
+    assert second.json() == first.json()
+
+    # Off: nothing is written anywhere.
+    off = cli("drift", "--data", "same.csv", "--json", cwd=trained,
+              env={"RETRAINER_CACHE_DIR": "off", "XDG_CACHE_HOME": str(tmp_path / "xdg"),
+                   "HOME": str(tmp_path / "home")})
+    assert off.code == 0, off.stderr
+    assert not (tmp_path / "xdg").exists() and not (tmp_path / "home").exists()
+
+
+def test_the_cache_follows_the_alias_and_never_answers_for_another_version(
+        trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow import MlflowClient
+
+    from retrainer.drift import champion_cache
+
+    project = tmp_path / "project"
+    shutil.copytree(trained, project)
+    monkeypatch.setenv("RETRAINER_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = load(project / "retrainer.yaml")
+    client = MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)
+    data = str(project / "same.csv")
+
+    assert champion_cache.lookup(cfg) is None  # nothing cached yet
+    assert champion_drift(cfg, data).version == "1"
+    hit = champion_cache.lookup(cfg)
+    assert hit is not None and hit.version == "1" and hit.model is not None
+    v1 = client.get_model_version(cfg.model, "1")
+    assert hit.key.created_ms == v1.creation_timestamp
+
+    # A new version becomes the champion: the cache misses, the check reads version 2
+    # through MLflow and keeps it; moving the alias back finds version 1's entry again.
+    v2 = client.create_model_version(cfg.model, v1.source, v1.run_id)
+    client.set_registered_model_alias(cfg.model, "champion", v2.version)
+    assert champion_cache.lookup(cfg) is None
+    assert champion_drift(cfg, data).version == "2"
+    assert champion_cache.lookup(cfg).version == "2"  # type: ignore[union-attr]
+    client.set_registered_model_alias(cfg.model, "champion", "1")
+    assert champion_cache.lookup(cfg).version == "1"  # type: ignore[union-attr]
+    assert champion_drift(cfg, data).version == "1"
+
+    # No champion: the cache answers nothing and the check says why.
+    client.delete_registered_model_alias(cfg.model, "champion")
+    assert champion_cache.lookup(cfg) is None
+    with pytest.raises(UserError, match="has no champion yet"):
+        champion_drift(cfg, data)
+
+    # An entry whose key does not match (e.g. a registry recreated at the same path, whose
+    # version 1 is another model) is never used.
+    other = champion_cache.ChampionKey(hit.key.registry, cfg.model, "1",
+                                       hit.key.created_ms + 1, hit.key.profile_tag)
+    assert champion_cache.load(tmp_path / "cache", other) is None

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import edit_config
 from mlflow_server import free_port
-from registry_helpers import server_project, snapshot, week_ago_champion
+from registry_helpers import load_cfg, server_project, snapshot, week_ago_champion
 
 pytestmark = pytest.mark.postgres
 
@@ -76,3 +76,26 @@ def test_an_unreachable_server_fails_fast_with_exit_2(project: Path, cli) -> Non
         assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
         # MLflow alone retries an unreachable server for minutes; retrainer probes first.
         assert time.perf_counter() - start < 60
+
+
+def test_the_drift_cache_reads_the_champion_over_rest_as_mlflow_does(project: Path,
+                                                                     mlflow_server) -> None:
+    """`retrainer drift`'s cache (drift/champion_cache.py) asks a server who the champion
+    is with one REST call instead of importing MLflow: it must read what MLflow reads."""
+    from mlflow import MlflowClient
+
+    from retrainer import reference, registry
+    from retrainer.drift import champion_cache
+
+    model = "server-cache"
+    server_project(project, mlflow_server.url, model)
+    week_ago_champion(project)
+    cfg = load_cfg(project)
+    key = champion_cache.peek(cfg)
+    mv = MlflowClient(tracking_uri=mlflow_server.url).get_model_version_by_alias(model,
+                                                                                 "champion")
+    assert key is not None
+    assert (key.version, key.created_ms) == (str(mv.version), mv.creation_timestamp)
+    assert champion_cache.PROFILE_TAG == registry.PREFIX + reference.PROFILE_TAG
+    assert key.profile_tag == (mv.tags or {}).get(champion_cache.PROFILE_TAG, "")
+    assert champion_cache.peek(cfg.model_copy(update={"model": "no-such-model"})) is None

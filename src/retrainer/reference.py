@@ -19,7 +19,7 @@ import tempfile
 from typing import TYPE_CHECKING, Any
 
 from retrainer import registry, stamp
-from retrainer.drift.profile import PROFILE_ARTIFACT, load_profile
+from retrainer.drift.profile import JUDGED_ROWS, PROFILE_ARTIFACT, load_profile
 from retrainer.redact import redact
 
 if TYPE_CHECKING:
@@ -33,8 +33,6 @@ log = logging.getLogger("retrainer")
 
 #: Version tag (under ``retrainer.``): ``runs:/<run_id>/reference_profile.json``.
 PROFILE_TAG = "reference_profile"
-#: `source.kind` of a profile built from the rows a version was judged on.
-JUDGED_ROWS = "judged_rows"
 
 
 def logged_profile(client: MlflowClient, mv: Any) -> dict | None:
@@ -55,15 +53,6 @@ def logged_profile(client: MlflowClient, mv: Any) -> dict | None:
             if os.path.exists(local):
                 return load_profile(local)
     return None
-
-
-def describe(profile: dict) -> str | None:
-    """How `retrainer drift` names a profile that is not the training rows' (else None)."""
-    source = profile.get("source") or {}
-    if source.get("kind") != JUDGED_ROWS:
-        return None
-    return (f"built from the {source.get('rows')} holdout rows version {source.get('version')} "
-            f"was judged on ({source.get('at')}): it was registered without one")
 
 
 def attach_if_missing(cfg: Config, client: MlflowClient, version: str,

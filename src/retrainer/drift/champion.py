@@ -8,6 +8,7 @@ with the champion for prediction drift, and calls `statistics.compare`.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from retrainer import data as data_mod
-from retrainer.drift.profile import PROFILE_ARTIFACT, as_float, build_profile
+from retrainer.drift import champion_cache
+from retrainer.drift.profile import PROFILE_ARTIFACT, as_float, build_profile, describe
 from retrainer.drift.statistics import DriftReport, cell, compare, explain
 from retrainer.errors import UserError
 
@@ -79,21 +81,33 @@ def champion_drift(
     if not in_spark:
         current = _read_current(cfg, source, base, query)
 
-    from retrainer import registry
+    cached = None if in_spark else champion_cache.lookup(cfg)
+    if cached is not None and cached.model is None and cached.profile.get("prediction"):
+        cached = None  # a model retrainer does not pickle: loaded through MLflow
+    if cached is not None:
+        # The champion the registry names now, as kept by an earlier check: no MLflow.
+        version, profile = cached.key.version, cached.profile
+        profile_source = describe(profile) or "artifact"
 
-    client = registry.connect(cfg)
-    found = registry.current_champion(client, cfg.model, cfg.promote.alias)
-    if found is None:
-        raise UserError(f"model {cfg.model!r} has no champion yet: run `retrainer run` first")
-    mv, how = found
-    version = str(mv.version)
-    profile, profile_source = _champion_profile(cfg, client, mv)
+        def load() -> Any:
+            return cached
+    else:
+        from retrainer import registry
+
+        client = registry.connect(cfg)
+        found = registry.current_champion(client, cfg.model, cfg.promote.alias)
+        if found is None:
+            raise UserError(f"model {cfg.model!r} has no champion yet: run `retrainer run` first")
+        mv, how = found
+        version = str(mv.version)
+        profile, profile_source, logged = _champion_profile(cfg, client, mv)
+        load = _loader(cfg, client, mv, how, profile if logged and how == "alias" else None)
 
     if in_spark:
         from retrainer.drift.spark_source import spark_drift
 
         got = spark_drift(cfg, source, base, profile, lambda frame: _champion_predictions(
-            cfg, client, version, how, frame, profile))
+            cfg, load, frame, profile))
         if got.report.prediction is not None and len(got.sample) < got.rows:
             # As on pandas: the sample in the JSON and the verdict, not only in a note.
             got.report.prediction.stats.update(sample_rows=len(got.sample),
@@ -108,7 +122,7 @@ def champion_drift(
         if len(current) > prediction_sample:
             sample = _uniform_sample(len(current), prediction_sample)
             scored = current.iloc[sample]
-        predictions, why = _champion_predictions(cfg, client, version, how, scored, profile)
+        predictions, why = _champion_predictions(cfg, load, scored, profile)
         if why:
             notes.append(why)
     features = current.drop(columns=[cfg.data.target], errors="ignore")
@@ -151,14 +165,36 @@ def _read_current(cfg: Config, source: str, base: Path, query: str | None) -> pd
     return current
 
 
-def _champion_profile(cfg: Config, client: Any, mv: Any) -> tuple[dict, str]:
-    """The version's logged profile, or one rebuilt from its logged training input."""
-    from retrainer.reference import describe, logged_profile
+def _champion_profile(cfg: Config, client: Any, mv: Any) -> tuple[dict, str, bool]:
+    """The version's logged profile, or one rebuilt from its logged training input;
+    and whether it was logged (only a logged profile is kept by the cache)."""
+    from retrainer.reference import logged_profile
 
     profile = logged_profile(client, mv)
     if profile is not None:
-        return profile, describe(profile) or "artifact"
-    return _rebuild_profile(cfg, client, mv)
+        return profile, describe(profile) or "artifact", True
+    return (*_rebuild_profile(cfg, client, mv), False)
+
+
+def _loader(cfg: Config, client: Any, mv: Any, how: str,
+            keep_profile: dict | None) -> Callable[[], Any]:
+    """Loads the champion when prediction drift needs it, and, when its profile was
+    logged, keeps both in the local cache (even if the model cannot be loaded)."""
+
+    def load() -> Any:
+        from retrainer import evaluation
+
+        champion = None
+        try:
+            champion = evaluation.load_version(cfg, client, str(mv.version), how)
+            return champion
+        finally:
+            if keep_profile is not None:
+                champion_cache.save(cfg, str(mv.version), mv.creation_timestamp,
+                                    (mv.tags or {}).get(champion_cache.PROFILE_TAG, ""),
+                                    keep_profile, champion)
+
+    return load
 
 
 def _rebuild_profile(cfg: Config, client: Any, mv: Any) -> tuple[dict, str]:
@@ -209,26 +245,27 @@ def _rebuild_profile(cfg: Config, client: Any, mv: Any) -> tuple[dict, str]:
 
 
 def _champion_predictions(
-    cfg: Config, client: Any, version: str, how: str, current: pd.DataFrame, profile: dict
+    cfg: Config, load: Callable[[], Any], current: pd.DataFrame, profile: dict
 ) -> tuple[np.ndarray | None, str | None]:
     """Champion predictions on current data, and a note when not every row was scored.
 
-    Rows the model cannot take (missing or non-numeric inputs) are what the column
-    findings report; prediction drift is then measured on the rows it can score.
+    `load` gives the champion (a registry version or a cached one): its `model` and how
+    it takes its inputs. Rows the model cannot take (missing or non-numeric inputs) are
+    what the column findings report; prediction drift is then measured on the rows it can
+    score.
     """
-    from retrainer import evaluation
-
     features = [c for c in profile["columns"] if c in current.columns]
     if len(features) < len(profile["columns"]):
         return None, "prediction drift skipped: the current data lacks model input columns"
     try:
-        champion = evaluation.load_version(cfg, client, version, how)
+        champion = load()
     except UserError as err:
         return None, f"prediction drift skipped: {err}"
+    from retrainer.evaluation import champion_inputs
 
     def predict(frame: pd.DataFrame) -> np.ndarray:
         ds = data_mod.Dataset(frame, cfg.data.target, features, "current")
-        return np.asarray(champion.model.predict(evaluation.champion_inputs(champion, ds)))
+        return np.asarray(champion.model.predict(champion_inputs(champion, ds)))
 
     try:
         return predict(current), None

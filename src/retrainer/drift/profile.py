@@ -24,6 +24,8 @@ from retrainer.errors import UserError
 PROFILE_FORMAT = "retrainer.drift/1"
 #: The run artifact the profile is logged as (and read back from).
 PROFILE_ARTIFACT = "reference_profile.json"
+#: `source.kind` of a profile built from the rows a version was judged on (reference.py).
+JUDGED_ROWS = "judged_rows"
 #: Probabilities of the stored quantile sketch (midpoints, for the Wasserstein integral).
 SKETCH_PROBS = (np.arange(100) + 0.5) / 100
 MAX_CATEGORIES = 50
@@ -77,6 +79,15 @@ def build_profile(
         "importance": dict(importance) if importance is not None else None,
         "source": dict(source) if source is not None else None,
     }
+
+
+def describe(profile: dict) -> str | None:
+    """How `retrainer drift` names a profile that is not the training rows' (else None)."""
+    source = profile.get("source") or {}
+    if source.get("kind") != JUDGED_ROWS:
+        return None
+    return (f"built from the {source.get('rows')} holdout rows version {source.get('version')} "
+            f"was judged on ({source.get('at')}): it was registered without one")
 
 
 def save_profile(profile: dict, path: Any) -> None:
