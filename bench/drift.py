@@ -10,7 +10,11 @@ Two ratios against Evidently's report computed in-process on the same data:
 - retrainer's statistics in-process (profile + compare, what the report costs);
 - the whole `retrainer drift --data CURRENT --json` process as a user runs it: start-up
   and imports, the champion and its profile from the registry, reading the data, the
-  champion's predictions (a 100k-row uniform sample) and the report. Its champion is a
+  champion's predictions (a 100k-row uniform sample) and the report. Measured twice:
+  the first check after a new champion (which reads it through MLflow and fills the local
+  champion cache, drift/champion_cache.py) and later checks (the median of 3; who the
+  champion is comes from one sqlite query, its profile and model from the cache, so no
+  MLflow import) — a scheduled drift check is almost always the latter. Its champion is a
   HistGradientBoostingRegressor (max_iter 20) trained by `retrainer run` on the
   reference rows plus a target (a 5% holdout, so its profile has 95% of them), once per
   size before the measurement.
@@ -97,10 +101,11 @@ def write_data(tmp: Path, sizes: list[int]) -> dict[int, tuple[Path, Path]]:
     return paths
 
 
-def cli_env() -> dict[str, str]:
-    """This checkout's retrainer, math libraries single-threaded as in the child."""
+def cli_env(cache: Path | None = None) -> dict[str, str]:
+    """This checkout's retrainer; `retrainer drift`'s champion cache in `cache` (else off)."""
     return {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+        [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+        "RETRAINER_CACHE_DIR": str(cache) if cache else "off"}
 
 
 def make_project(tmp: Path, n: int) -> Path:
@@ -125,27 +130,37 @@ def make_project(tmp: Path, n: int) -> Path:
 
 
 def drift_process(project: Path, cur: str, repeat: int = 3) -> dict:
-    """`retrainer drift --data CUR --json` as a user runs it, the median of `repeat` runs;
-    and the same command on the first 1,000 rows: what does not grow with the data
-    (start-up, imports, the registry, loading the champion)."""
+    """`retrainer drift --data CUR --json` as a user runs it: the first check after a new
+    champion (an empty cache: through MLflow, filling the cache), then the median of
+    `repeat` later checks; and later checks on the first 1,000 rows: what does not grow
+    with the data (start-up, imports, finding the champion, loading it)."""
+    import shutil
+
     import pyarrow.parquet as pq
 
-    runs = sorted((_drift_once(project, cur) for _ in range(repeat)),
+    cache = project / "champion-cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    first = _drift_once(project, cur, cache)
+    runs = sorted((_drift_once(project, cur, cache) for _ in range(repeat)),
                   key=lambda r: r["wall_seconds"])
+    if any(r["flagged"] != first["flagged"] or r["verdict"] != first["verdict"]
+           for r in runs):
+        raise RuntimeError("a cached check disagrees with the first one")
     small = project / "first_1000.parquet"
     pq.write_table(pq.read_table(cur).slice(0, 1000), small)
     median = runs[len(runs) // 2]
     median["all_wall_seconds"] = [r["wall_seconds"] for r in runs]
-    median["fixed_seconds"] = min(_drift_once(project, str(small))["wall_seconds"]
+    median["first_check_seconds"] = first["wall_seconds"]
+    median["fixed_seconds"] = min(_drift_once(project, str(small), cache)["wall_seconds"]
                                   for _ in range(repeat))
     return median
 
 
-def _drift_once(project: Path, cur: str) -> dict:
+def _drift_once(project: Path, cur: str, cache: Path | None = None) -> dict:
     cmd = [sys.executable, "-m", "retrainer", "drift", "--data", cur, "--json"]
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, cwd=project, env=cli_env(), stdout=out, stderr=err,
+        proc = subprocess.Popen(cmd, cwd=project, env=cli_env(cache), stdout=out, stderr=err,
                                 text=True)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
@@ -184,7 +199,8 @@ def import_seconds(project: Path, cur: str) -> dict:
 
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "retrainer", "drift", "--data", cur,
-         "--json"], cwd=project, env=cli_env(), capture_output=True, text=True)
+         "--json"], cwd=project, env=cli_env(project / "champion-cache"),
+        capture_output=True, text=True)
     per_package: Counter[str] = Counter()
     for line in done.stderr.splitlines():
         found = re.match(r"import time:\s+(\d+) \|\s+\d+ \| \s*(\S+)", line)
@@ -327,6 +343,8 @@ def main() -> None:
                 if "process" in run:
                     run["process_speedup"] = (
                         run["evidently"]["check_seconds"] / run["process"]["wall_seconds"])
+                    run["first_check_speedup"] = (run["evidently"]["check_seconds"]
+                                                  / run["process"]["first_check_seconds"])
             results["runs"].append(run)
             _print_run(run)
     results["load_average_after"] = os.getloadavg()
@@ -372,11 +390,14 @@ def _print_run(run: dict) -> None:
         p = run["process"]
         print(f"{'retrainer drift (whole process, median)':<40} {'':>9} "
               f"{p['wall_seconds']:>10.2f} {p['peak_rss_mib']:>13.0f}")
-        print(f"  runs: {', '.join(f'{x:.2f}' for x in p['all_wall_seconds'])} s; the same "
-              f"command on 1,000 rows (start-up, registry, champion): {p['fixed_seconds']:.2f} s")
+        print(f"  later checks: {', '.join(f'{x:.2f}' for x in p['all_wall_seconds'])} s; "
+              f"the first check after a new champion (through MLflow, fills the cache): "
+              f"{p['first_check_seconds']:.2f} s; later checks on 1,000 rows (start-up, "
+              f"finding and loading the champion): {p['fixed_seconds']:.2f} s")
         if "process_speedup" in run:
             print(f"speed-up, Evidently's report in-process / the whole `retrainer drift` "
-                  f"process: {run['process_speedup']:.0f}x (target >= 25x)")
+                  f"process: {run['process_speedup']:.0f}x (target >= 25x); the first check "
+                  f"after a new champion: {run['first_check_speedup']:.0f}x")
         sample = p['prediction_sample_rows']
         on = f"a {sample:,}-row uniform sample" if sample else f"all {n:,} rows"
         print(f"  prediction drift on {on}; "
