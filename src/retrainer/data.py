@@ -311,7 +311,7 @@ def hash_holdout_mask(frame: pd.DataFrame, cfg: SplitConfig, row_columns: list[s
         hashed = pd.util.hash_pandas_object(frame[cfg.column], index=False,
                                             hash_key=_hash_key(cfg.seed))
     else:
-        hashed = pd.util.hash_pandas_object(frame[sorted(row_columns)], index=False,
+        hashed = pd.util.hash_pandas_object(_columns(frame, sorted(row_columns)), index=False,
                                             hash_key=_hash_key(cfg.seed))
     return (hashed.to_numpy() % _HASH_BUCKETS) < cfg.test_size * _HASH_BUCKETS
 
@@ -325,4 +325,13 @@ def fingerprints(data: Dataset) -> np.ndarray:
     import pandas as pd
 
     cols = sorted(data.features + [data.target])
-    return pd.util.hash_pandas_object(data.frame[cols], index=False).to_numpy()
+    return pd.util.hash_pandas_object(_columns(data.frame, cols), index=False).to_numpy()
+
+
+def _columns(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """`frame[names]` without copying the rows: selecting columns out of their stored
+    order copies the whole table (0.6 s for 1M x 21 floats, twice a cycle); a frame of
+    the columns themselves hashes the same (pandas hashes column by column)."""
+    import pandas as pd
+
+    return pd.concat([frame[name] for name in names], axis=1)
