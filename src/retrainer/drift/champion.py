@@ -2,7 +2,9 @@
 
 The one drift module that reaches up: it finds the champion in the registry, reads its
 logged profile (or rebuilds one from its run's training rows), scores current data
-with the champion for prediction drift, and calls `statistics.compare`.
+with the champion for prediction drift, and calls `statistics.compare`. When the
+champion the registry names is the one an earlier check kept (`champion_cache`), its
+profile and model come from there and MLflow is not imported.
 """
 
 from __future__ import annotations
