@@ -8,7 +8,6 @@ model are created with ``create_model_version`` (milliseconds).
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import shutil
@@ -31,7 +30,6 @@ import pandas as pd
 import cli_runner
 
 PIP = ["scikit-learn", "skops"]
-_TEMPLATE: list[Path] = []
 
 
 def diabetes() -> tuple[pd.DataFrame, pd.Series]:
@@ -55,15 +53,9 @@ def tracking(uri: str) -> Iterator[None]:
 
 
 def _template() -> Path:
-    if not _TEMPLATE:
-        from mlflow import MlflowClient
+    from conftest import empty_store_template
 
-        folder = Path(tempfile.mkdtemp(prefix="retrainer-mlflow-template-"))
-        atexit.register(shutil.rmtree, folder, True)
-        db = folder / "mlflow.db"
-        MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
-        _TEMPLATE.append(db)
-    return _TEMPLATE[0]
+    return empty_store_template()
 
 
 @dataclass
