@@ -44,9 +44,13 @@ def _forkserver() -> multiprocessing.context.ForkServerContext:
 
 
 def _child(args: list[str], cwd: str, env: dict[str, str], out: str, err: str,
-           script: str | None = None) -> None:
+           script: str | None = None, new_session: bool = False) -> None:
     """In the fork: become `python -m retrainer ARGS` (or `python SCRIPT ARGS`) in `cwd`
-    with `env`, then exit."""
+    with `env`, then exit. `new_session`: lead a process group of its own (as
+    `Popen(start_new_session=True)`), so a server and the workers it starts can be stopped
+    together with `os.killpg` without touching the fork server."""
+    if new_session:
+        os.setsid()
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
@@ -58,6 +62,9 @@ def _child(args: list[str], cwd: str, env: dict[str, str], out: str, err: str,
     stdin = os.open(os.devnull, os.O_RDONLY)
     os.dup2(stdin, 0)
     os.close(stdin)
+    # multiprocessing left sys.stdin on another descriptor; a fresh interpreter's is fd 0
+    # (uvicorn hands that number to the workers it spawns).
+    sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115 - fd 0 stays open
     sys.argv = [script or "retrainer", *args]
     code: object = 0
     try:
@@ -103,7 +110,7 @@ class ForkedCli:
 
     def __init__(self, args: list[str], cwd: Path | str, env: dict[str, str],
                  out: Path | None = None, err: Path | None = None,
-                 script: str | None = None) -> None:
+                 script: str | None = None, new_session: bool = False) -> None:
         self.args = args
         self._folder = tempfile.TemporaryDirectory(prefix="cli-")
         self._out = str(out or os.path.join(self._folder.name, "stdout"))
@@ -111,7 +118,8 @@ class ForkedCli:
         for path in (self._out, self._err):
             Path(path).touch()  # there even when the fork dies before it opens them
         self._proc = _forkserver().Process(
-            target=_child, args=(list(args), str(cwd), env, self._out, self._err, script))
+            target=_child,
+            args=(list(args), str(cwd), env, self._out, self._err, script, new_session))
         self._proc.start()
         self.pid: int = self._proc.pid  # type: ignore[assignment]
 
@@ -159,10 +167,12 @@ class ForkedCli:
 
 
 def start(args: list[str], cwd: Path | str, env: dict[str, str], out: Path | None = None,
-          err: Path | None = None) -> ForkedCli:
-    """Start `retrainer ARGS` without waiting; its output goes to `out` and `err` when given
-    (read them while it runs), else to files `communicate` reads at the end."""
-    return ForkedCli(args, cwd, env, out, err)
+          err: Path | None = None, script: str | None = None,
+          new_session: bool = False) -> ForkedCli:
+    """Start `retrainer ARGS` (or `python SCRIPT ARGS`) without waiting; its output goes to
+    `out` and `err` when given (read them while it runs), else to files `communicate` reads
+    at the end."""
+    return ForkedCli(args, cwd, env, out, err, script, new_session)
 
 
 def run(args: list[str], cwd: Path | str, env: dict[str, str], timeout: float,

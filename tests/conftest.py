@@ -5,6 +5,7 @@ Everything is real: a sqlite MLflow store and a local artifact folder in a temp 
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -182,18 +183,32 @@ def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
 
-@pytest.fixture(scope="session")
-def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty, fully migrated sqlite MLflow store, made once per session.
+_EMPTY_STORE: list[Path] = []
 
-    Creating a store runs MLflow's migrations (~5 s); tests copy this file instead. The
-    copy is a real store, the same one MLflow would have created.
+
+def empty_store_template() -> Path:
+    """An empty, fully migrated sqlite MLflow store, made once per test process: copy it,
+    never write to it.
+
+    Creating a store runs MLflow's migrations (~2-5 CPU-s); tests copy this file instead.
+    The copy is a real store, the same one MLflow would have created. One per process for
+    every fixture and helper (the serving helpers' `Store` too), not one each.
     """
-    from mlflow import MlflowClient
+    if not _EMPTY_STORE:
+        from mlflow import MlflowClient
 
-    db = tmp_path_factory.mktemp("store-template") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
-    return db
+        folder = Path(tempfile.mkdtemp(prefix="retrainer-mlflow-template-"))
+        atexit.register(shutil.rmtree, folder, True)
+        db = folder / "mlflow.db"
+        MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+        _EMPTY_STORE.append(db)
+    return _EMPTY_STORE[0]
+
+
+@pytest.fixture(scope="session")
+def store_template() -> Path:
+    """`empty_store_template()` as a fixture."""
+    return empty_store_template()
 
 
 @pytest.fixture

@@ -115,7 +115,10 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
         proc = subprocess.Popen(
             [str(mlflow_bin), "server", "--backend-store-uri", db_url,
              "--artifacts-destination", str(artifacts), "--serve-artifacts",
-             "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+             # One uvicorn worker: it serves the suite's few concurrent clients from its
+             # thread pool, and each more worker is a fresh interpreter importing the
+             # whole MLflow server (~5 CPU-s) on a CPU-bound two-core machine.
+             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root,
             start_new_session=True)
     url = f"http://127.0.0.1:{port}"

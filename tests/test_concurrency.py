@@ -18,6 +18,9 @@ from conftest import Result, edit_config
 from registry_helpers import run_all, sampled_csvs, server_project
 
 N = 8
+#: The subject is the lock and the alias chain, not the explanations: no SHAP in these
+#: sixteen cycles (permutation importance still runs; SHAP has tests of its own).
+QUIET = {"shap": "off"}
 
 
 def _check(project: Path, results: list[Result], cli) -> dict[str, Any]:
@@ -70,7 +73,7 @@ def _check(project: Path, results: list[Result], cli) -> dict[str, Any]:
 def test_eight_cycles_at_once_on_sqlite(project: Path, cli) -> None:
     # Start from no store at all: the eight processes also race to create its schema.
     (project / "mlflow.db").unlink()
-    edit_config(project, split={"method": "hash"})
+    edit_config(project, split={"method": "hash"}, explain=QUIET)
     samples = sampled_csvs(project, N)
     results, seconds = run_all([(("run", "--data", s, "--json"), project, None)
                                 for s in samples])
@@ -84,7 +87,8 @@ def test_eight_cycles_at_once_on_a_postgresql_backed_server(project: Path, cli,
                                                             mlflow_server) -> None:
     server_project(project, mlflow_server.url, "concurrent-ridge",
                    promote={"lock": mlflow_server.db_url})
-    edit_config(project, promote={"lock_timeout": 120}, split={"method": "hash"})
+    edit_config(project, promote={"lock_timeout": 120}, split={"method": "hash"},
+                explain=QUIET)
     samples = sampled_csvs(project, N)
     results, seconds = run_all([(("run", "--data", s, "--json"), project, None)
                                 for s in samples])

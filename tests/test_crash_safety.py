@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import edit_config, registry_snapshot
+from conftest import copy_project, edit_config, registry_snapshot
 from registry_helpers import champion_state, history_here, run_all, week_ago_champion
 
 MODEL = "diabetes-ridge"
@@ -28,15 +28,15 @@ def test_a_crash_at_every_step_leaves_one_champion_and_is_repaired(
         tmp_path_factory: pytest.TempPathFactory, fresh_store, cli) -> None:
     from retrainer.project import write_example
 
-    projects = {}
-    for step in STEPS:
-        folder = tmp_path_factory.mktemp(f"crash-{step}")
-        write_example(folder, "diabetes")
-        fresh_store(folder)
-        # Stages on, so that the `stages` step exists; version 1 is the champion.
-        edit_config(folder, promote={"legacy_stages": True})
-        week_ago_champion(folder)
-        projects[step] = folder
+    # Stages on, so that the `stages` step exists; version 1 is the champion. Trained
+    # once, then a private copy (store and artifacts) per step.
+    first = tmp_path_factory.mktemp("crash-champion")
+    write_example(first, "diabetes")
+    fresh_store(first)
+    edit_config(first, promote={"legacy_stages": True})
+    week_ago_champion(first)
+    projects = {step: copy_project(first, tmp_path_factory.mktemp(f"crash-{step}") / "proj")
+                for step in STEPS}
 
     # The six promotions run at once (each is its own project and store) to save time.
     crashed, _ = run_all([(("run", "--json"), projects[s], {"RETRAINER_FAULT_AT": s})

@@ -20,7 +20,7 @@ from retrainer.drift.profile import build_profile
 from retrainer.drift.statistics import compare
 from retrainer.drift.weights import column_weights
 from retrainer.importance import importance_record, permutation_importance
-from watch_helpers import copy_project, make_champion_project
+from watch_helpers import copy_project
 
 # ------------------------------------------------------------------- importance
 
@@ -163,9 +163,11 @@ def test_json_adds_rules_verdict_and_weights() -> None:
 # ------------------------------------------------------------------- the issue's example
 
 
-@pytest.fixture(scope="module")
-def champion_project(tmp_path_factory: pytest.TempPathFactory, store_template: Path) -> Path:
-    return make_champion_project(tmp_path_factory.mktemp("rules-champion"), store_template)
+@pytest.fixture
+def champion_project(watch_champion: Path) -> Path:
+    """The session's article champion (watch_fixtures): made once per test process, not
+    once more per module; tests copy it and never change it."""
+    return watch_champion
 
 
 def _issue_example(project: Path) -> Path:

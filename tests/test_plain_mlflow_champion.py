@@ -15,12 +15,14 @@ import pytest
 from mlflow import MlflowClient
 
 from conftest import run_cli
-from watch_helpers import FEATURES, MODEL, copy_project, make_champion_project, register_plain
+from watch_helpers import FEATURES, MODEL, copy_project, register_plain
 
 
-@pytest.fixture(scope="module")
-def champion_project(tmp_path_factory: pytest.TempPathFactory, store_template: Path) -> Path:
-    return make_champion_project(tmp_path_factory.mktemp("plain-champion"), store_template)
+@pytest.fixture
+def champion_project(watch_champion: Path) -> Path:
+    """The session's article champion (watch_fixtures): made once per test process, not
+    once more per module; tests copy it and never change it."""
+    return watch_champion
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ counted over every server, after which the servers move to it by themselves.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import httpx
@@ -146,8 +145,8 @@ def test_two_servers_share_one_canary_which_completes_after_the_bake_and_min_req
     canary_config(canary_proj, canary_share=0.5, min_requests=45,
                   guardrails={"max_latency_p99_ratio": 5.0})
     config = str(canary_proj / "retrainer.yaml")
-    servers = [ProcessServer([sys.executable, "-m", "retrainer", "serve", "-c", config,
-                              "--port", str(port), "--poll-seconds", "0.3"], port)
+    servers = [ProcessServer.retrainer(["serve", "-c", config, "--port", str(port),
+                                        "--poll-seconds", "0.3"], port)
                for port in (free_port(), free_port())]
     frame = rows(canary_proj)
     bodies = [body(frame.iloc[[i]]) for i in range(60)]

@@ -126,8 +126,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Any:
         f"model: compat\ntracking_uri: {store.uri}\ndata: {{source: unused.csv}}\n"
         "train: {estimator: sklearn.linear_model.Ridge}\n"
     )
-    ours = ProcessServer(
-        [sys.executable, "-m", "retrainer", "serve", "-c", str(config), "--port", str(p_ours)],
+    ours = ProcessServer.retrainer(
+        ["serve", "-c", str(config), "--port", str(p_ours)],
         p_ours,
         env=env,
         timeout=180,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
@@ -192,18 +192,20 @@ def test_refresh_loads_the_moved_alias_without_waiting_for_a_poll(store: Store) 
         assert "retrainer_serving_model_swaps_total 1" in http.get("/metrics").text
 
 
-def test_every_worker_follows_the_alias(store: Store) -> None:
+def test_every_worker_follows_the_alias(store: Store, tmp_path: Path) -> None:
     X, y = diabetes()
     first = store.log_sklearn(ridge(1.0, X, y), X)
     second = store.log_sklearn(ridge(3.0, X, y), X)
     v1 = store.register("workers", *first, alias="champion")
     v2 = store.register("workers", *second)
     port = free_port()
-    code = (
-        "from retrainer.serving.server import serve; "
-        f"serve({store.uri!r}, 'workers', port={port}, workers=2, poll_seconds=0.2)"
+    script = tmp_path / "serve_two_workers.py"
+    script.write_text(
+        "from retrainer.serving.server import serve\n"
+        "if __name__ == '__main__':  # the spawned workers import this file too\n"
+        f"    serve({store.uri!r}, 'workers', port={port}, workers=2, poll_seconds=0.2)\n"
     )
-    with ProcessServer([sys.executable, "-c", code], port, timeout=180) as srv:
+    with ProcessServer.script(script, port, timeout=180) as srv:
 
         def versions_by_worker() -> dict[int, str]:
             seen: dict[int, str] = {}
