@@ -48,6 +48,20 @@ def test_same_values_as_sklearn_on_a_frame_with_a_categorical_column(seed: int) 
     assert ours["kind"] > ours["c"]  # the categorical column kept its dtype when shuffled
 
 
+@pytest.mark.parametrize("metric", ["mse", "mae", "r2"])
+def test_same_values_as_sklearn_on_an_all_float_frame_stacked_as_one_array(metric: str) -> None:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    rng = np.random.default_rng(7)
+    X = pd.DataFrame(rng.normal(size=(400, 5)), columns=list("abcde"))
+    y = (3 * X["a"] - X["c"] + rng.normal(size=400)).to_numpy()
+    model = HistGradientBoostingRegressor(max_iter=10).fit(X, y)
+    ours = permutation_importance(model, X, y, metric, seed=1)
+    assert list(ours.values()) == pytest.approx(
+        list(sklearn_reference(model, X, y, metric, 1)), rel=1e-12, abs=1e-12)
+    assert ours["a"] > ours["c"] > ours["b"]
+
+
 def test_same_values_as_sklearn_on_arrays_with_probabilities() -> None:
     from sklearn.linear_model import LogisticRegression
 
@@ -59,3 +73,17 @@ def test_same_values_as_sklearn_on_arrays_with_probabilities() -> None:
                                   columns=["p", "q", "r"])
     reference = sklearn_reference(model, X, y, "roc_auc", 2, labels=np.array([0, 1]))
     assert list(ours.values()) == pytest.approx(list(reference), rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["mse", "rmse", "mae"])
+def test_errors_of_stacked_copies_at_once_equal_sklearns_metric_per_copy(metric: str) -> None:
+    from retrainer import metrics as mx
+    from retrainer.importance import _errors_at_once
+
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=500) * 40
+    pred = np.concatenate([y + rng.normal(scale=s, size=500) for s in (1, 5, 30)])
+    fast = _errors_at_once(metric, y, pred, 3)
+    slow = [mx.compute(metric, y, pred[i * 500:(i + 1) * 500]) for i in range(3)]
+    assert fast is not None and fast == pytest.approx(slow, rel=1e-12, abs=1e-12)
+    assert _errors_at_once("r2", y, pred, 3) is None  # other metrics: sklearn, part by part
